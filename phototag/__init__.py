@@ -1,0 +1,8 @@
+"""phototag: tag and search photos with a visual-semantic model, offline."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("phototag")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0"

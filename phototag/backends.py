@@ -1,0 +1,73 @@
+"""The contract an inference backend fulfils, and the code all backends share.
+
+A backend only runs its graph on a batch of pixels (``run_batch``); batching,
+averaging views, softmax, the semantic head and normalising live here so every
+backend gives the same vectors for the same outputs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from phototag.types import Embedding
+
+if TYPE_CHECKING:
+    from phototag.models import ModelSpec
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class Backend(ABC):
+    """Embeds photos with one model; subclasses implement ``run_batch`` only."""
+
+    name: ClassVar[str]
+    #: photos per inference call; views of a photo always travel together
+    batch_size: ClassVar[int] = 16
+
+    def __init__(self, model: ModelSpec) -> None:
+        self.model = model
+
+    @abstractmethod
+    def run_batch(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        """Run the graph on ``pixels`` [N,3,H,W]: return ``features`` and ``logits``
+        (and ``semantic`` when the graph has its own semantic head), one row per input."""
+
+    def embed_batch(self, views: Sequence[np.ndarray]) -> list[Embedding]:
+        """Embed photos given as view stacks [V,3,H,W]; one inference call for all of them."""
+        if not views:
+            return []
+        counts = [v.shape[0] for v in views]
+        out = self.run_batch(np.ascontiguousarray(np.concatenate(views), dtype=np.float32))
+        starts = np.cumsum([0, *counts[:-1]])
+        features = np.add.reduceat(out["features"], starts, axis=0) / np.array(counts)[:, None]
+        probs = np.add.reduceat(softmax(out["logits"]), starts, axis=0) / np.array(counts)[:, None]
+        if "semantic" in out:
+            semantic = np.add.reduceat(l2_normalise(out["semantic"]), starts, axis=0)
+        else:
+            semantic = self.model.semantic_from_probs(probs)
+        visual = l2_normalise(features)
+        semantic = l2_normalise(semantic)
+        return [
+            Embedding(visual=visual[i], semantic=semantic[i], probs=probs[i].astype(np.float32))
+            for i in range(len(views))
+        ]
+
+    def embed(self, views: Iterable[np.ndarray]) -> Iterator[Embedding]:
+        """Embed a stream of photos in batches of ``batch_size``, preserving order."""
+        it = iter(views)
+        while chunk := list(islice(it, self.batch_size)):
+            yield from self.embed_batch(chunk)

@@ -1,0 +1,496 @@
+"""The SQLite catalog: photos, their vectors per model, tags, and library roots.
+
+Paths are stored relative to a root, so a library that moves to another disk is
+re-pointed with one UPDATE (``relocate``) instead of being re-embedded. A photo
+that disappears becomes a tombstone (``status = 'missing'``) that keeps its
+vectors, so if it turns up elsewhere later its content hash brings them back.
+Schema changes are append-only sqlite-utils migrations: never edit a shipped one.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from phototag.errors import CatalogError
+from phototag.types import Tag
+
+migrations = Migrations("phototag")
+
+OK, ERROR, MISSING = "ok", "error", "missing"
+MACHINE, USER = "machine", "user"
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """
+        create table roots (
+            id integer primary key,
+            path text not null unique
+        )"""
+    )
+    db.execute(
+        """
+        create table photos (
+            id integer primary key,
+            root_id integer not null references roots(id),
+            relpath text not null,
+            size integer not null,
+            mtime_ns integer not null,
+            hash text,
+            width integer,
+            height integer,
+            taken_at text,
+            status text not null default 'ok',
+            error text,
+            indexed_at real,
+            unique (root_id, relpath)
+        )"""
+    )
+    db.execute("create index photos_hash on photos(hash)")
+    db.execute("create index photos_status on photos(status)")
+    db.execute(
+        """
+        create table vectors (
+            photo_id integer not null references photos(id) on delete cascade,
+            model text not null,
+            seq integer not null,
+            visual blob not null,
+            semantic blob not null,
+            primary key (photo_id, model)
+        )"""
+    )
+    db.execute("create index vectors_seq on vectors(model, seq)")
+    db.execute(
+        """
+        create table tags (
+            photo_id integer not null references photos(id) on delete cascade,
+            tag text not null,
+            score real,
+            source text not null,
+            model text not null default '',
+            hierarchy text not null default '',
+            primary key (photo_id, source, tag)
+        )"""
+    )
+    db.execute("create index tags_tag on tags(tag collate nocase)")
+    db.execute("create table meta (key text primary key, value text)")
+
+
+@dataclass
+class Photo:
+    id: int
+    root: str
+    relpath: str
+    size: int
+    mtime_ns: int
+    hash: str | None
+    status: str
+    error: str | None
+    width: int | None = None
+    height: int | None = None
+    taken_at: str | None = None
+
+    @property
+    def path(self) -> Path:
+        return Path(self.root) / self.relpath
+
+
+@dataclass
+class Stats:
+    photos: int
+    tagged: int
+    errors: int
+    pending: int
+    missing: int
+    roots: list[str]
+
+
+def default_catalog_path() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("phototag")) / "catalog.db"
+
+
+def _blob(vector: np.ndarray, dtype: str) -> bytes:
+    return np.asarray(vector, dtype=dtype).tobytes()
+
+
+class Catalog:
+    """All SQL lives here; callers see Photos, Tags and numpy arrays."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
+            self.db = sqlite_utils.Database(conn)
+            self.db.execute("pragma busy_timeout = 30000")
+            self.db.enable_wal()
+            self.db.execute("pragma synchronous = normal")
+            self.db.execute("pragma foreign_keys = on")
+            migrations.apply(self.db)
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise CatalogError(f"cannot open catalog {self.path}: {exc}") from None
+        self._in_batch = False
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- transactions -------------------------------------------------------------------------
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One transaction for many writes: fast, and all-or-nothing if the process dies."""
+        if self._in_batch:
+            yield
+            return
+        self._in_batch = True
+        conn = self.db.conn
+        conn.execute("begin immediate")
+        try:
+            yield
+        except BaseException:
+            conn.execute("rollback")
+            raise
+        else:
+            conn.execute("commit")
+        finally:
+            self._in_batch = False
+
+    # -- roots --------------------------------------------------------------------------------
+
+    def roots(self) -> list[str]:
+        return [r[0] for r in self.db.execute("select path from roots order by path").fetchall()]
+
+    def root_for(self, path: Path) -> tuple[int, str, str]:
+        """The root holding ``path`` (created if none does) and the path relative to it.
+
+        A new root that contains existing roots absorbs them: their photos are
+        re-homed under it so each file has exactly one row.
+        """
+        path = Path(os.path.abspath(path))
+        for root_id, root in self.db.execute("select id, path from roots").fetchall():
+            if path == Path(root):
+                return root_id, root, ""
+            if Path(root) in path.parents:
+                return root_id, root, path.relative_to(root).as_posix()
+        with self.batch():
+            cur = self.db.execute("insert into roots (path) values (?)", [str(path)])
+            new_id = cur.lastrowid
+            for old_id, old in self.db.execute(
+                "select id, path from roots where id != ?", [new_id]
+            ).fetchall():
+                if path in Path(old).parents:
+                    prefix = Path(old).relative_to(path).as_posix() + "/"
+                    self.db.execute(
+                        "update photos set root_id = ?, relpath = ? || relpath where root_id = ?",
+                        [new_id, prefix, old_id],
+                    )
+                    self.db.execute("delete from roots where id = ?", [old_id])
+        return int(new_id), str(path), ""
+
+    def relocate(self, old: Path, new: Path) -> int:
+        """Point a root at its new place (the library moved); returns photos re-pointed."""
+        old_s, new_s = os.path.abspath(old), os.path.abspath(new)
+        row = self.db.execute("select id from roots where path = ?", [old_s]).fetchone()
+        if row is None:
+            raise CatalogError(f"{old_s} is not a library root; roots: {', '.join(self.roots())}")
+        with self.batch():
+            self.db.execute("update roots set path = ? where id = ?", [new_s, row[0]])
+        return int(
+            self.db.execute("select count(*) from photos where root_id = ?", [row[0]]).fetchone()[0]
+        )
+
+    # -- photos -------------------------------------------------------------------------------
+
+    _PHOTO_COLUMNS = (
+        "p.id, r.path, p.relpath, p.size, p.mtime_ns, p.hash, p.status, p.error, "
+        "p.width, p.height, p.taken_at"
+    )
+
+    def _photos(self, where: str, params: Sequence[object]) -> list[Photo]:
+        sql = (
+            f"select {self._PHOTO_COLUMNS} from photos p join roots r on r.id = p.root_id "
+            f"where {where}"
+        )
+        return [Photo(*row) for row in self.db.execute(sql, list(params)).fetchall()]
+
+    def photos_under(self, root_id: int, prefix: str) -> dict[str, Photo]:
+        """Rows below ``prefix`` of a root (all of it for ""), keyed by relpath."""
+        if prefix:
+            like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
+            rows = self._photos(
+                "p.root_id = ? and (p.relpath = ? or p.relpath like ? escape '\\')",
+                [root_id, prefix, like],
+            )
+        else:
+            rows = self._photos("p.root_id = ?", [root_id])
+        return {row.relpath: row for row in rows}
+
+    def photo_at(self, path: Path) -> Photo | None:
+        path = Path(os.path.abspath(path))
+        for root_id, root in self.db.execute("select id, path from roots").fetchall():
+            if Path(root) in path.parents:
+                found = self._photos(
+                    "p.root_id = ? and p.relpath = ?",
+                    [root_id, path.relative_to(root).as_posix()],
+                )
+                return found[0] if found else None
+        return None
+
+    def photos_by_id(self, ids: Iterable[int]) -> dict[int, Photo]:
+        ids = list(ids)
+        found: dict[int, Photo] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for photo in self._photos(f"p.id in ({marks})", chunk):
+                found[photo.id] = photo
+        return found
+
+    def with_hash(self, content_hash: str, model: str) -> list[Photo]:
+        """Photos with these exact bytes that have vectors for ``model`` (move/copy sources)."""
+        return self._photos(
+            "p.hash = ? and p.status != 'error' and exists "
+            "(select 1 from vectors v where v.photo_id = p.id and v.model = ?)",
+            [content_hash, model],
+        )
+
+    def has_vectors(self, photo_id: int, model: str) -> bool:
+        return (
+            self.db.execute(
+                "select 1 from vectors where photo_id = ? and model = ?", [photo_id, model]
+            ).fetchone()
+            is not None
+        )
+
+    def ids_with_vectors(self, model: str) -> set[int]:
+        return {
+            r[0]
+            for r in self.db.execute("select photo_id from vectors where model = ?", [model])
+        }
+
+    def upsert_photo(
+        self,
+        root_id: int,
+        relpath: str,
+        *,
+        size: int,
+        mtime_ns: int,
+        content_hash: str | None,
+        status: str = OK,
+        error: str | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        taken_at: str | None = None,
+    ) -> int:
+        self.db.execute(
+            """
+            insert into photos (root_id, relpath, size, mtime_ns, hash, status, error,
+                                width, height, taken_at, indexed_at)
+            values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            on conflict (root_id, relpath) do update set
+                size = excluded.size, mtime_ns = excluded.mtime_ns, hash = excluded.hash,
+                status = excluded.status, error = excluded.error,
+                width = coalesce(excluded.width, width), height = coalesce(excluded.height, height),
+                taken_at = coalesce(excluded.taken_at, taken_at), indexed_at = excluded.indexed_at
+            """,
+            [root_id, relpath, size, mtime_ns, content_hash, status, error,
+             width, height, taken_at, time.time()],
+        )  # fmt: skip
+        row = self.db.execute(
+            "select id from photos where root_id = ? and relpath = ?", [root_id, relpath]
+        ).fetchone()
+        return int(row[0])
+
+    def update_file_state(self, photo_id: int, *, size: int, mtime_ns: int, content_hash: str) -> None:
+        """After phototag itself rewrote a file: remember its new state so it is not re-indexed."""
+        self.db.execute(
+            "update photos set size = ?, mtime_ns = ?, hash = ? where id = ?",
+            [size, mtime_ns, content_hash, photo_id],
+        )
+
+    def move(self, photo_id: int, root_id: int, relpath: str, size: int, mtime_ns: int) -> None:
+        """A file moved or was renamed: keep its row (vectors, tags), change where it is."""
+        self.db.execute(
+            "delete from photos where root_id = ? and relpath = ? and id != ?",
+            [root_id, relpath, photo_id],
+        )
+        self.db.execute(
+            "update photos set root_id = ?, relpath = ?, size = ?, mtime_ns = ?, status = 'ok', "
+            "error = null where id = ?",
+            [root_id, relpath, size, mtime_ns, photo_id],
+        )
+
+    def copy_vectors_and_tags(self, source_id: int, target_id: int) -> None:
+        """A copy of a known photo: reuse its vectors and machine tags."""
+        self.db.execute("delete from vectors where photo_id = ?", [target_id])
+        seq = self._next_seq()
+        self.db.execute(
+            "insert into vectors (photo_id, model, seq, visual, semantic) "
+            "select ?, model, ? , visual, semantic from vectors where photo_id = ?",
+            [target_id, seq, source_id],
+        )
+        self.db.execute("delete from tags where photo_id = ? and source = ?", [target_id, MACHINE])
+        self.db.execute(
+            "insert into tags (photo_id, tag, score, source, model, hierarchy) "
+            "select ?, tag, score, source, model, hierarchy from tags "
+            "where photo_id = ? and source = ?",
+            [target_id, source_id, MACHINE],
+        )
+
+    def mark_missing(self, photo_ids: Iterable[int]) -> int:
+        ids = list(photo_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            self.db.execute(f"update photos set status = 'missing' where id in ({marks})", chunk)
+        return len(ids)
+
+    def purge_missing(self) -> int:
+        """Forget tombstones for good (their vectors and tags go with them)."""
+        with self.batch():
+            return self.db.execute("delete from photos where status = 'missing'").rowcount
+
+    # -- vectors ------------------------------------------------------------------------------
+
+    def _next_seq(self) -> int:
+        row = self.db.execute("select coalesce(max(seq), 0) + 1 from vectors").fetchone()
+        return int(row[0])
+
+    def set_vectors(self, photo_id: int, model: str, visual: np.ndarray, semantic: np.ndarray) -> None:
+        self.db.execute(
+            "insert or replace into vectors (photo_id, model, seq, visual, semantic) "
+            "values (?, ?, ?, ?, ?)",
+            [photo_id, model, self._next_seq(), _blob(visual, "<f2"), _blob(semantic, "<f4")],
+        )
+
+    def vectors(
+        self, model: str, space: str, *, since_seq: int = 0
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """(photo ids, matrix, max seq) of present photos' vectors for ``model`` in ``space``."""
+        column, dtype = {"visual": ("visual", "<f2"), "semantic": ("semantic", "<f4")}[space]
+        rows = self.db.execute(
+            f"select v.photo_id, v.seq, v.{column} from vectors v join photos p on p.id = v.photo_id "
+            "where v.model = ? and v.seq > ? and p.status = 'ok' order by v.photo_id",
+            [model, since_seq],
+        ).fetchall()
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32), since_seq
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        matrix = np.stack([np.frombuffer(r[2], dtype=dtype) for r in rows]).astype(np.float32)
+        return ids, matrix, max(r[1] for r in rows)
+
+    def vector_of(self, photo_id: int, model: str, space: str) -> np.ndarray | None:
+        column, dtype = {"visual": ("visual", "<f2"), "semantic": ("semantic", "<f4")}[space]
+        row = self.db.execute(
+            f"select {column} from vectors where photo_id = ? and model = ?", [photo_id, model]
+        ).fetchone()
+        return None if row is None else np.frombuffer(row[0], dtype=dtype).astype(np.float32)
+
+    def max_seq(self, model: str) -> int:
+        row = self.db.execute(
+            "select coalesce(max(seq), 0) from vectors where model = ?", [model]
+        ).fetchone()
+        return int(row[0])
+
+    def state_token(self, model: str) -> str:
+        """Changes whenever the set of searchable vectors changes (for the Annoy build)."""
+        row = self.db.execute(
+            "select count(*), coalesce(max(v.seq), 0), coalesce(sum(p.id), 0) from vectors v "
+            "join photos p on p.id = v.photo_id where v.model = ? and p.status = 'ok'",
+            [model],
+        ).fetchone()
+        return f"{row[0]}:{row[1]}:{row[2]}"
+
+    # -- tags ---------------------------------------------------------------------------------
+
+    def set_tags(self, photo_id: int, tags: Sequence[Tag], *, source: str, model: str = "") -> None:
+        """Replace one source's tags: a re-run replaces machine tags, never the user's."""
+        self.db.execute("delete from tags where photo_id = ? and source = ?", [photo_id, source])
+        self.db.conn.executemany(
+            "insert or replace into tags (photo_id, tag, score, source, model, hierarchy) "
+            "values (?, ?, ?, ?, ?, ?)",
+            [(photo_id, t.tag, t.score, source, model, t.hierarchy) for t in tags],
+        )
+
+    def tags_of(self, photo_ids: Iterable[int]) -> dict[int, list[tuple[Tag, str]]]:
+        """Tags per photo as (Tag, source), user tags first, then by score."""
+        ids = list(photo_ids)
+        found: dict[int, list[tuple[Tag, str]]] = {i: [] for i in ids}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for pid, tag, score, source, hierarchy in self.db.execute(
+                f"select photo_id, tag, score, source, hierarchy from tags "
+                f"where photo_id in ({marks}) order by source = 'machine', score desc, tag",
+                chunk,
+            ):
+                found[pid].append((Tag(tag, score if score is not None else 1.0, hierarchy), source))
+        return found
+
+    def photos_tagged(self, words: Iterable[str]) -> dict[int, float]:
+        """Present photos carrying any of ``words`` (case-insensitive): id -> best score."""
+        words = sorted({w.lower() for w in words})
+        if not words:
+            return {}
+        marks = ",".join("?" * len(words))
+        rows = self.db.execute(
+            f"select t.photo_id, max(coalesce(t.score, 1.0)) from tags t "
+            f"join photos p on p.id = t.photo_id "
+            f"where lower(t.tag) in ({marks}) and p.status = 'ok' group by t.photo_id",
+            words,
+        )
+        return {int(pid): float(score) for pid, score in rows}
+
+    def tag_counts(self, limit: int = 50) -> list[tuple[str, int]]:
+        return [
+            (tag, count)
+            for tag, count in self.db.execute(
+                "select t.tag, count(*) c from tags t join photos p on p.id = t.photo_id "
+                "where p.status = 'ok' group by lower(t.tag) order by c desc, t.tag limit ?",
+                [limit],
+            )
+        ]
+
+    # -- status -------------------------------------------------------------------------------
+
+    def stats(self, model: str) -> Stats:
+        one = lambda sql, *p: int(self.db.execute(sql, list(p)).fetchone()[0])  # noqa: E731
+        return Stats(
+            photos=one("select count(*) from photos where status = 'ok'"),
+            tagged=one(
+                "select count(distinct t.photo_id) from tags t join photos p on p.id = t.photo_id "
+                "where p.status = 'ok' and t.source = 'machine' and t.model = ?",
+                model,
+            ),
+            errors=one("select count(*) from photos where status = 'error'"),
+            pending=one(
+                "select count(*) from photos p where p.status = 'ok' and not exists "
+                "(select 1 from vectors v where v.photo_id = p.id and v.model = ?)",
+                model,
+            ),
+            missing=one("select count(*) from photos where status = 'missing'"),
+            roots=self.roots(),
+        )
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("select value from meta where key = ?", [key]).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("insert or replace into meta (key, value) values (?, ?)", [key, value])
+
+    def integrity_ok(self) -> bool:
+        return self.db.execute("pragma integrity_check").fetchone()[0] == "ok"

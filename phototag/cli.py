@@ -1,0 +1,276 @@
+"""The command line: a thin click layer. Each command opens the library, makes one call,
+and turns typed errors into one-line messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from phototag import __version__
+from phototag.config import load_config
+from phototag.errors import PhotoError, PhototagError, UnknownWord
+from phototag.library import Library
+from phototag.scanner import display
+
+
+def _json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=None))
+
+
+def _library(ctx: click.Context) -> Library:
+    return ctx.find_object(Library)  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--catalog", type=click.Path(dir_okay=False, path_type=Path), envvar="PHOTOTAG_CATALOG",
+    help="Catalog file (default: catalog.db in the user data dir).",
+)  # fmt: skip
+@click.option("--backend", default=None, help="Inference backend (default: onnx).")
+@click.option("--model", default=None, help="Model name (default: the shipped model).")
+@click.option(
+    "--vocabulary", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Tag vocabulary file (one word per line) to restrict or extend the tags.",
+)  # fmt: skip
+@click.option("-v", "--verbose", count=True, help="Say more (repeat for more).")
+@click.version_option(__version__, prog_name="phototag")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    catalog: Path | None,
+    backend: str | None,
+    model: str | None,
+    vocabulary: Path | None,
+    verbose: int,
+) -> None:
+    """Tag and search photos with a visual-semantic model, offline."""
+    library = Library(
+        catalog, backend=backend, model=model, config=load_config(), vocabulary=vocabulary
+    )
+    library.verbose = verbose  # type: ignore[attr-defined]
+    ctx.obj = library
+    ctx.call_on_close(library.close)
+
+
+def write_mode_options(func: Any) -> Any:
+    func = click.option("--sidecar", is_flag=True, help="Write XMP sidecars; never touch photos.")(
+        func
+    )
+    func = click.option("--no-write", is_flag=True, help="Only update the catalog.")(func)
+    return func
+
+
+def _write_mode(library: Library, no_write: bool, sidecar: bool) -> str:
+    if no_write and sidecar:
+        raise click.UsageError("--no-write and --sidecar exclude each other")
+    if no_write:
+        return "none"
+    return "sidecar" if sidecar else library.config.write
+
+
+class EventPrinter:
+    """One line per photo event: skips always (stderr), the rest with -v or for dry runs."""
+
+    def __init__(self, *, verbose: int, json_lines: bool = False, dry_run: bool = False) -> None:
+        self.verbose = verbose
+        self.json_lines = json_lines
+        self.dry_run = dry_run
+
+    def __call__(self, event: Any) -> None:
+        if self.json_lines:
+            record = {"event": event.kind, "path": str(event.path)}
+            if event.tags:
+                record["tags"] = [t.tag for t in event.tags]
+            if event.reason:
+                record["reason"] = event.reason
+            if event.old_path:
+                record["from"] = str(event.old_path)
+            click.echo(json.dumps(record, ensure_ascii=False))
+            return
+        if event.kind == "skipped":
+            click.echo(f"skipping {display(event.path)}: {event.reason}", err=True)
+        elif self.dry_run and event.changes:
+            added, removed = event.changes
+            if added or removed:
+                parts = [f"+{w}" for w in added] + [f"-{w}" for w in removed]
+                click.echo(f"would write {display(event.written or event.path)}: {' '.join(parts)}")
+        elif self.verbose or self.dry_run:
+            detail = ", ".join(t.tag for t in event.tags)
+            if event.old_path:
+                detail = f"from {display(event.old_path)}"
+            click.echo(f"{event.kind} {display(event.path)}" + (f": {detail}" if detail else ""))
+
+
+def _summary_line(summary: Any, dry_run: bool) -> str:
+    d = summary.as_dict()
+    counts = ", ".join(
+        f"{d[k]} {k}"
+        for k in ("new", "changed", "moved", "deleted", "unchanged", "skipped", "written")
+    )
+    prefix = "dry run, nothing changed: " if dry_run else ""
+    return f"{prefix}{counts} in {d['seconds']:.1f} s ({d['photos_per_second']:.1f} photos/s)"
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@write_mode_options
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_context
+def index(
+    ctx: click.Context, paths: tuple[Path, ...], no_write: bool, sidecar: bool, dry_run: bool,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Index folders and files: embed new or changed photos, tag them, write the tags."""
+    library = _library(ctx)
+    printer = EventPrinter(verbose=library.verbose, dry_run=dry_run)  # type: ignore[attr-defined]
+    show_bar = sys.stderr.isatty() and not as_json
+    with click.progressbar(
+        length=0, label="indexing", file=sys.stderr, hidden=not show_bar
+    ) as bar:
+
+        def on_event(event: Any) -> None:
+            if event.kind == "skipped" and show_bar:
+                click.echo("", err=True)
+            printer(event)
+
+        def on_progress(n: int) -> None:
+            bar.update(n)
+
+        summary = library.index(
+            list(paths), write=_write_mode(library, no_write, sidecar), dry_run=dry_run,
+            on_event=on_event, on_progress=on_progress,
+        )  # fmt: skip
+    if as_json:
+        _json({**summary.as_dict(), "dry_run": dry_run})
+    else:
+        click.echo(_summary_line(summary, dry_run))
+
+
+def _print_hits(hits: list[Any], as_json: bool) -> None:
+    if as_json:
+        _json([hit.as_dict() for hit in hits])
+        return
+    if not hits:
+        click.echo("no photos found", err=True)
+    for hit in hits:
+        click.echo(f"{hit.score:6.3f}  {display(hit.path)}  {', '.join(hit.tags[:5])}")
+
+
+@cli.command()
+@click.option("--word", "-w", required=True, help="A word or phrase, e.g. dog or 'golden retriever'.")
+@click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def find(ctx: click.Context, word: str, limit: int, as_json: bool) -> None:
+    """Photos nearest to a word, best first."""
+    _print_hits(_library(ctx).find(word, limit=limit), as_json)
+
+
+@cli.command()
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def similar(ctx: click.Context, image: Path, limit: int, as_json: bool) -> None:
+    """Photos most similar to IMAGE (catalogued or not), best first."""
+    _print_hits(_library(ctx).similar(image, limit=limit), as_json)
+
+
+@cli.command()
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def tags(ctx: click.Context, image: Path, as_json: bool) -> None:
+    """A photo's tags with scores, best first."""
+    result = _library(ctx).tags(image)
+    if as_json:
+        _json(result.as_dict())
+        return
+    for tag in result.tags:
+        click.echo(f"{tag.score:6.3f}  {tag.tag}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Catalog, model, counts, roots, and whether the search index is current."""
+    info = _library(ctx).status()
+    if as_json:
+        _json(info)
+        return
+    for key in ("catalog", "model", "backend", "photos", "tagged", "errors", "pending", "missing"):
+        click.echo(f"{key:>9}: {info[key]}")
+    tail = info["index_tail"]
+    current = "current" if info["index_current"] else f"{max(tail.values())} vectors searched exactly"
+    click.echo(f"{'index':>9}: {current}")
+    for root in info["roots"]:
+        click.echo(f"{'root':>9}: {display(root)}")
+
+
+@cli.command(name="plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins_command(as_json: bool) -> None:
+    """Installed plugins, their packages and hooks."""
+    from dataclasses import asdict
+
+    from phototag.plugins import plugin_info
+
+    infos = plugin_info()
+    if as_json:
+        _json([asdict(info) for info in infos])
+        return
+    for info in infos:
+        package = f"{info.package} {info.version}" if info.package else "(registered in code)"
+        click.echo(f"{info.name:<14} {package:<28} {', '.join(info.hooks)}")
+
+
+@cli.command()
+@click.argument("old", type=click.Path(path_type=Path))
+@click.argument("new", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.pass_context
+def relocate(ctx: click.Context, old: Path, new: Path) -> None:
+    """Point a library root that moved (OLD) at its new place (NEW), without re-embedding."""
+    count = _library(ctx).relocate(old, new)
+    click.echo(f"{count} photos now under {display(os.path.abspath(new))}")
+
+
+def _load_plugin_commands() -> None:
+    from phototag.plugins import load_plugins, pm
+
+    load_plugins()
+    pm.hook.register_commands(cli=cli)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: turns library errors into ``error: ...`` and exit codes (1 failure, 2 usage)."""
+    try:
+        _load_plugin_commands()
+        cli.main(args=argv, prog_name="phototag", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except UnknownWord as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except PhotoError as exc:
+        click.echo(f"error: {display(exc.path)}: {exc.reason}", err=True)
+        sys.exit(1)
+    except PhototagError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(0)

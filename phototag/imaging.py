@@ -1,0 +1,114 @@
+"""Decoding photos into model input, defensively.
+
+Decoding dominates indexing time, so JPEGs are scaled down in the DCT domain
+(``Image.draft``) to just the size the model needs. Every way a file can be bad
+becomes an ``UnreadableImage`` with a short, lowercase reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from phototag.errors import UnreadableImage
+
+if TYPE_CHECKING:
+    from phototag.models import ModelSpec
+
+#: images smaller than this on their short side carry too little to tag
+MIN_SIDE = 8
+_EXIF_IFD = 0x8769
+_DATETIME_ORIGINAL = 0x9003
+_DATETIME = 0x0132
+
+
+@dataclass
+class Decoded:
+    views: np.ndarray  # [V,3,S,S] float32, ready for the backend
+    width: int  # of the stored image, before orientation
+    height: int
+    taken_at: str | None  # ISO 8601 from EXIF, when the camera wrote one
+
+
+def content_hash(data: bytes) -> str:
+    """Identity of a file's bytes: lets a moved or renamed photo keep its vectors."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _taken_at(img: Image.Image) -> str | None:
+    try:
+        exif = img.getexif()
+        raw = exif.get_ifd(_EXIF_IFD).get(_DATETIME_ORIGINAL) or exif.get(_DATETIME)
+    except Exception:  # broken EXIF must not cost the photo
+        return None
+    if not isinstance(raw, str) or len(raw) < 19:
+        return None
+    date, _, time = raw.strip().partition(" ")
+    iso = f"{date.replace(':', '-')}T{time[:8]}"
+    return iso if iso[:4].isdigit() and iso[:4] != "0000" else None
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any mode (CMYK, 16-bit, palette, alpha, float) to 8-bit RGB."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float32)
+        hi = float(arr.max()) or 1.0
+        return Image.fromarray((arr * (255.0 / hi)).clip(0, 255).astype(np.uint8)).convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def open_image(
+    path: Path, data: bytes, *, min_short_side: int
+) -> tuple[Image.Image, int, int, str | None]:
+    """Decode ``data`` to an upright RGB image at least ``min_short_side`` on its short side."""
+    if not data:
+        raise UnreadableImage(path, "empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            width, height = img.size
+            if min(width, height) < MIN_SIDE:
+                raise UnreadableImage(path, f"image too small to tag ({width}x{height})")
+            if img.format == "JPEG":
+                img.draft("RGB", (min_short_side, min_short_side))
+            taken_at = _taken_at(img)
+            img.load()
+            img = ImageOps.exif_transpose(img) or img
+            return _to_rgb(img), width, height, taken_at
+    except UnreadableImage:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UnreadableImage(path, "image too large (decompression bomb limit)") from None
+    except UnidentifiedImageError:
+        raise UnreadableImage(path, "not a readable image") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        reason = str(exc).split("\n")[0].lower() or type(exc).__name__
+        raise UnreadableImage(path, f"not a readable image ({reason})") from None
+    except MemoryError:
+        raise UnreadableImage(path, "image too large to decode") from None
+
+
+def decode(path: Path, data: bytes, spec: ModelSpec) -> Decoded:
+    """Bytes of a photo to the views the model expects."""
+    from phototag.preprocess import draft_size, views
+
+    img, width, height, taken_at = open_image(path, data, min_short_side=draft_size(spec))
+    try:
+        stack = views(img, spec)
+    except (OSError, ValueError) as exc:
+        raise UnreadableImage(path, f"could not prepare image ({exc})") from None
+    return Decoded(views=stack, width=width, height=height, taken_at=taken_at)

@@ -1,0 +1,50 @@
+"""The default backend: the shipped ONNX model on onnxruntime (CPU)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from phototag.backends import Backend
+from phototag.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from phototag.models import ModelSpec
+
+
+class OnnxBackend(Backend):
+    name = "onnx"
+
+    def __init__(self, model: ModelSpec, *, threads: int | None = None) -> None:
+        super().__init__(model)
+        self._threads = threads or int(os.environ.get("PHOTOTAG_THREADS", 0)) or os.cpu_count() or 1
+        self._session: Any = None
+
+    @property
+    def session(self) -> Any:
+        """One onnxruntime session per backend; imported and created on first use."""
+        if self._session is None:
+            import onnxruntime as ort
+
+            self.model.verify()
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self._threads
+            options.inter_op_num_threads = 1
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            self._session = ort.InferenceSession(
+                str(self.model.onnx_path), options, providers=["CPUExecutionProvider"]
+            )
+            self._input = self._session.get_inputs()[0].name
+            self._outputs = [o.name for o in self._session.get_outputs()]
+        return self._session
+
+    def run_batch(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        results = self.session.run(self._outputs, {self._input: pixels})
+        return dict(zip(self._outputs, results, strict=True))
+
+
+@hookimpl
+def register_backends(register):  # type: ignore[no-untyped-def]
+    register("onnx", OnnxBackend)

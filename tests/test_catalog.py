@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+
+from phototag.catalog import MACHINE, USER, Catalog, migrations
+from phototag.types import Tag
+
+
+def test_migrations_apply_once_and_wal(catalog_path: Path) -> None:
+    Catalog(catalog_path).close()
+    cat = Catalog(catalog_path)
+    assert migrations.pending(cat.db) == []
+    assert cat.db.execute("pragma journal_mode").fetchone()[0] == "wal"
+    assert {"photos", "vectors", "tags", "roots"} <= set(cat.db.table_names())
+    assert cat.integrity_ok()
+
+
+def test_relocating_a_root_keeps_rows_and_vectors(catalog_path: Path, tmp_path: Path) -> None:
+    cat = Catalog(catalog_path)
+    root_id, root, rel = cat.root_for(tmp_path / "old")
+    assert rel == ""
+    with cat.batch():
+        pid = cat.upsert_photo(root_id, "a/b.jpg", size=1, mtime_ns=2, content_hash="h")
+        cat.set_vectors(pid, "m", np.ones(4), np.ones(3))
+    assert cat.relocate(tmp_path / "old", tmp_path / "new") == 1
+    photo = cat.photo_at(tmp_path / "new" / "a" / "b.jpg")
+    assert photo is not None and photo.id == pid
+    assert cat.vector_of(pid, "m", "semantic") is not None
+
+
+def test_a_parent_root_absorbs_child_roots(catalog_path: Path, tmp_path: Path) -> None:
+    cat = Catalog(catalog_path)
+    child_id, _, _ = cat.root_for(tmp_path / "lib" / "2024")
+    with cat.batch():
+        cat.upsert_photo(child_id, "x.jpg", size=1, mtime_ns=1, content_hash="h")
+    parent_id, parent, _ = cat.root_for(tmp_path / "lib")
+    assert cat.roots() == [parent]
+    assert "2024/x.jpg" in cat.photos_under(parent_id, "")
+    assert cat.photo_at(tmp_path / "lib" / "2024" / "x.jpg") is not None
+
+
+def test_machine_tags_are_replaced_user_tags_kept(catalog_path: Path, tmp_path: Path) -> None:
+    cat = Catalog(catalog_path)
+    root_id, _, _ = cat.root_for(tmp_path)
+    with cat.batch():
+        pid = cat.upsert_photo(root_id, "a.jpg", size=1, mtime_ns=1, content_hash="h")
+        cat.set_tags(pid, [Tag("Holiday", 1.0)], source=USER)
+        cat.set_tags(pid, [Tag("cat", 0.9), Tag("animal", 0.95)], source=MACHINE, model="m1")
+        cat.set_tags(pid, [Tag("dog", 0.8)], source=MACHINE, model="m2")
+    tags = {(t.tag, src) for t, src in cat.tags_of([pid])[pid]}
+    assert tags == {("Holiday", USER), ("dog", MACHINE)}
+    assert set(cat.photos_tagged(["holiday"])) == {pid}
+
+
+def test_a_batch_is_all_or_nothing(catalog_path: Path, tmp_path: Path) -> None:
+    cat = Catalog(catalog_path)
+    root_id, _, _ = cat.root_for(tmp_path)
+    try:
+        with cat.batch():
+            cat.upsert_photo(root_id, "a.jpg", size=1, mtime_ns=1, content_hash="h")
+            raise RuntimeError("killed")
+    except RuntimeError:
+        pass
+    assert cat.photos_under(root_id, "") == {}
+    conn = sqlite3.connect(catalog_path)
+    assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
