@@ -70,7 +70,7 @@ def m001_initial(db: sqlite_utils.Database) -> None:
             primary key (photo_id, model)
         )"""
     )
-    db.execute("create index vectors_seq on vectors(model, seq)")
+    db.execute("create index vectors_seq on vectors(seq)")
     db.execute(
         """
         create table tags (
@@ -382,10 +382,12 @@ class Catalog:
         """(photo ids, matrix, max seq) of present photos' vectors for ``model`` in ``space``."""
         column, dtype = {"visual": ("visual", "<f2"), "semantic": ("semantic", "<f4")}[space]
         rows = self.db.execute(
-            f"select v.photo_id, v.seq, v.{column} from vectors v join photos p on p.id = v.photo_id "
-            "where v.model = ? and v.seq > ? and p.status = 'ok' order by v.photo_id",
-            [model, since_seq],
+            f"select v.photo_id, v.seq, v.{column} from vectors v indexed by vectors_seq "
+            "join photos p on p.id = v.photo_id "
+            "where v.seq > ? and v.model = ? and p.status = 'ok'",
+            [since_seq, model],
         ).fetchall()
+        rows.sort(key=lambda r: r[0])
         if not rows:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32), since_seq
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))

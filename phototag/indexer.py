@@ -425,6 +425,9 @@ class Indexer:
         return {"written": outcome.target, "changes": (outcome.added, outcome.removed)}
 
     def _sweep(self, gone: list[Photo], summary: Summary) -> None:
+        current = self.catalog.photos_by_id(p.id for p in gone)
+        # a row that moved during this run is not gone: only its old path is
+        gone = [p for p in gone if p.id in current and current[p.id].path == p.path]
         if not gone:
             return
         with self.catalog.batch():

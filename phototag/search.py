@@ -30,7 +30,7 @@ class BuildInfo:
 
 
 def _trees_for(count: int) -> int:
-    return int(min(64, max(10, count // 2000)))
+    return int(min(60, max(10, count // 2000)))
 
 
 class VectorIndex:
@@ -113,7 +113,7 @@ class VectorIndex:
             index.load(str(self.ann_path))  # memory-mapped
             want = k + len(exclude) + 20
             ids, dists = index.get_nns_by_vector(
-                vector.tolist(), want * 3, search_k=want * int(meta["trees"]) * 20,
+                vector.tolist(), want * 3, search_k=want * int(meta["trees"]) * 8,
                 include_distances=True,
             )  # fmt: skip
             index.unload()
