@@ -15,22 +15,25 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import sqlite_utils
-from sqlite_utils.migrations import Migrations
 
 from phototag.errors import CatalogError
+
+if TYPE_CHECKING:
+    import sqlite_utils
+    from sqlite_utils.migrations import Migrations
 from phototag.types import Tag
 
-migrations = Migrations("phototag")
+MIGRATION_SET = "phototag"
 
 OK, ERROR, MISSING = "ok", "error", "missing"
 MACHINE, USER = "machine", "user"
 
 
-@migrations()
 def m001_initial(db: sqlite_utils.Database) -> None:
     db.execute(
         """
@@ -87,6 +90,21 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db.execute("create table meta (key text primary key, value text)")
 
 
+#: Append-only: a migration that has shipped is never edited, only followed by a new one.
+MIGRATIONS = [m001_initial]
+
+
+def migrations() -> Migrations:
+    """The sqlite-utils migration set, built on demand: importing sqlite-utils costs ~60 ms
+    that a query process does not need when the catalog is already current."""
+    from sqlite_utils.migrations import Migrations
+
+    found = Migrations(MIGRATION_SET)
+    for fn in MIGRATIONS:
+        found()(fn)
+    return found
+
+
 @dataclass
 class Photo:
     id: int
@@ -133,19 +151,40 @@ class Catalog:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
-            self.db = sqlite_utils.Database(conn)
-            self.db.execute("pragma busy_timeout = 30000")
-            self.db.enable_wal()
-            self.db.execute("pragma synchronous = normal")
-            self.db.execute("pragma foreign_keys = on")
-            migrations.apply(self.db)
+            # autocommit mode: each statement commits unless ``batch()`` opened a transaction
+            self.conn = sqlite3.connect(
+                str(self.path), timeout=30, check_same_thread=False, isolation_level=None
+            )
+            self.conn.execute("pragma busy_timeout = 30000")
+            self.conn.execute("pragma journal_mode = wal")
+            self.conn.execute("pragma synchronous = normal")
+            self.conn.execute("pragma foreign_keys = on")
+            if self._migrations_pending():
+                migrations().apply(self.db)
         except (sqlite3.DatabaseError, OSError) as exc:
             raise CatalogError(f"cannot open catalog {self.path}: {exc}") from None
         self._in_batch = False
 
+    def _migrations_pending(self) -> bool:
+        """A cheap check, so queries need not import sqlite-utils at all."""
+        try:
+            row = self.conn.execute(
+                "select count(*) from _sqlite_migrations where migration_set = ?",
+                [MIGRATION_SET],
+            ).fetchone()
+        except sqlite3.OperationalError:
+            return True
+        return int(row[0]) < len(MIGRATIONS)
+
+    @cached_property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils over the same connection (migrations, ad-hoc inspection)."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
+
     def close(self) -> None:
-        self.db.close()
+        self.conn.close()
 
     # -- transactions -------------------------------------------------------------------------
 
@@ -156,7 +195,7 @@ class Catalog:
             yield
             return
         self._in_batch = True
-        conn = self.db.conn
+        conn = self.conn
         conn.execute("begin immediate")
         try:
             yield
@@ -171,7 +210,7 @@ class Catalog:
     # -- roots --------------------------------------------------------------------------------
 
     def roots(self) -> list[str]:
-        return [r[0] for r in self.db.execute("select path from roots order by path").fetchall()]
+        return [r[0] for r in self.conn.execute("select path from roots order by path").fetchall()]
 
     def root_for(self, path: Path) -> tuple[int, str, str]:
         """The root holding ``path`` (created if none does) and the path relative to it.
@@ -180,36 +219,38 @@ class Catalog:
         re-homed under it so each file has exactly one row.
         """
         path = Path(os.path.abspath(path))
-        for root_id, root in self.db.execute("select id, path from roots").fetchall():
+        for root_id, root in self.conn.execute("select id, path from roots").fetchall():
             if path == Path(root):
                 return root_id, root, ""
             if Path(root) in path.parents:
                 return root_id, root, path.relative_to(root).as_posix()
         with self.batch():
-            cur = self.db.execute("insert into roots (path) values (?)", [str(path)])
+            cur = self.conn.execute("insert into roots (path) values (?)", [str(path)])
             new_id = cur.lastrowid
-            for old_id, old in self.db.execute(
+            for old_id, old in self.conn.execute(
                 "select id, path from roots where id != ?", [new_id]
             ).fetchall():
                 if path in Path(old).parents:
                     prefix = Path(old).relative_to(path).as_posix() + "/"
-                    self.db.execute(
+                    self.conn.execute(
                         "update photos set root_id = ?, relpath = ? || relpath where root_id = ?",
                         [new_id, prefix, old_id],
                     )
-                    self.db.execute("delete from roots where id = ?", [old_id])
+                    self.conn.execute("delete from roots where id = ?", [old_id])
         return int(new_id), str(path), ""
 
     def relocate(self, old: Path, new: Path) -> int:
         """Point a root at its new place (the library moved); returns photos re-pointed."""
         old_s, new_s = os.path.abspath(old), os.path.abspath(new)
-        row = self.db.execute("select id from roots where path = ?", [old_s]).fetchone()
+        row = self.conn.execute("select id from roots where path = ?", [old_s]).fetchone()
         if row is None:
             raise CatalogError(f"{old_s} is not a library root; roots: {', '.join(self.roots())}")
         with self.batch():
-            self.db.execute("update roots set path = ? where id = ?", [new_s, row[0]])
+            self.conn.execute("update roots set path = ? where id = ?", [new_s, row[0]])
         return int(
-            self.db.execute("select count(*) from photos where root_id = ?", [row[0]]).fetchone()[0]
+            self.conn.execute("select count(*) from photos where root_id = ?", [row[0]]).fetchone()[
+                0
+            ]
         )
 
     # -- photos -------------------------------------------------------------------------------
@@ -224,7 +265,7 @@ class Catalog:
             f"select {self._PHOTO_COLUMNS} from photos p join roots r on r.id = p.root_id "
             f"where {where}"
         )
-        return [Photo(*row) for row in self.db.execute(sql, list(params)).fetchall()]
+        return [Photo(*row) for row in self.conn.execute(sql, list(params)).fetchall()]
 
     def photos_under(self, root_id: int, prefix: str) -> dict[str, Photo]:
         """Rows below ``prefix`` of a root (all of it for ""), keyed by relpath."""
@@ -240,7 +281,7 @@ class Catalog:
 
     def photo_at(self, path: Path) -> Photo | None:
         path = Path(os.path.abspath(path))
-        for root_id, root in self.db.execute("select id, path from roots").fetchall():
+        for root_id, root in self.conn.execute("select id, path from roots").fetchall():
             if Path(root) in path.parents:
                 found = self._photos(
                     "p.root_id = ? and p.relpath = ?",
@@ -269,7 +310,7 @@ class Catalog:
 
     def has_vectors(self, photo_id: int, model: str) -> bool:
         return (
-            self.db.execute(
+            self.conn.execute(
                 "select 1 from vectors where photo_id = ? and model = ?", [photo_id, model]
             ).fetchone()
             is not None
@@ -277,8 +318,7 @@ class Catalog:
 
     def ids_with_vectors(self, model: str) -> set[int]:
         return {
-            r[0]
-            for r in self.db.execute("select photo_id from vectors where model = ?", [model])
+            r[0] for r in self.conn.execute("select photo_id from vectors where model = ?", [model])
         }
 
     def upsert_photo(
@@ -295,7 +335,7 @@ class Catalog:
         height: int | None = None,
         taken_at: str | None = None,
     ) -> int:
-        self.db.execute(
+        self.conn.execute(
             """
             insert into photos (root_id, relpath, size, mtime_ns, hash, status, error,
                                 width, height, taken_at, indexed_at)
@@ -309,25 +349,27 @@ class Catalog:
             [root_id, relpath, size, mtime_ns, content_hash, status, error,
              width, height, taken_at, time.time()],
         )  # fmt: skip
-        row = self.db.execute(
+        row = self.conn.execute(
             "select id from photos where root_id = ? and relpath = ?", [root_id, relpath]
         ).fetchone()
         return int(row[0])
 
-    def update_file_state(self, photo_id: int, *, size: int, mtime_ns: int, content_hash: str) -> None:
+    def update_file_state(
+        self, photo_id: int, *, size: int, mtime_ns: int, content_hash: str
+    ) -> None:
         """After phototag itself rewrote a file: remember its new state so it is not re-indexed."""
-        self.db.execute(
+        self.conn.execute(
             "update photos set size = ?, mtime_ns = ?, hash = ? where id = ?",
             [size, mtime_ns, content_hash, photo_id],
         )
 
     def move(self, photo_id: int, root_id: int, relpath: str, size: int, mtime_ns: int) -> None:
         """A file moved or was renamed: keep its row (vectors, tags), change where it is."""
-        self.db.execute(
+        self.conn.execute(
             "delete from photos where root_id = ? and relpath = ? and id != ?",
             [root_id, relpath, photo_id],
         )
-        self.db.execute(
+        self.conn.execute(
             "update photos set root_id = ?, relpath = ?, size = ?, mtime_ns = ?, status = 'ok', "
             "error = null where id = ?",
             [root_id, relpath, size, mtime_ns, photo_id],
@@ -335,15 +377,17 @@ class Catalog:
 
     def copy_vectors_and_tags(self, source_id: int, target_id: int) -> None:
         """A copy of a known photo: reuse its vectors and machine tags."""
-        self.db.execute("delete from vectors where photo_id = ?", [target_id])
+        self.conn.execute("delete from vectors where photo_id = ?", [target_id])
         seq = self._next_seq()
-        self.db.execute(
+        self.conn.execute(
             "insert into vectors (photo_id, model, seq, visual, semantic) "
             "select ?, model, ? , visual, semantic from vectors where photo_id = ?",
             [target_id, seq, source_id],
         )
-        self.db.execute("delete from tags where photo_id = ? and source = ?", [target_id, MACHINE])
-        self.db.execute(
+        self.conn.execute(
+            "delete from tags where photo_id = ? and source = ?", [target_id, MACHINE]
+        )
+        self.conn.execute(
             "insert into tags (photo_id, tag, score, source, model, hierarchy) "
             "select ?, tag, score, source, model, hierarchy from tags "
             "where photo_id = ? and source = ?",
@@ -355,22 +399,24 @@ class Catalog:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            self.db.execute(f"update photos set status = 'missing' where id in ({marks})", chunk)
+            self.conn.execute(f"update photos set status = 'missing' where id in ({marks})", chunk)
         return len(ids)
 
     def purge_missing(self) -> int:
         """Forget tombstones for good (their vectors and tags go with them)."""
         with self.batch():
-            return self.db.execute("delete from photos where status = 'missing'").rowcount
+            return self.conn.execute("delete from photos where status = 'missing'").rowcount
 
     # -- vectors ------------------------------------------------------------------------------
 
     def _next_seq(self) -> int:
-        row = self.db.execute("select coalesce(max(seq), 0) + 1 from vectors").fetchone()
+        row = self.conn.execute("select coalesce(max(seq), 0) + 1 from vectors").fetchone()
         return int(row[0])
 
-    def set_vectors(self, photo_id: int, model: str, visual: np.ndarray, semantic: np.ndarray) -> None:
-        self.db.execute(
+    def set_vectors(
+        self, photo_id: int, model: str, visual: np.ndarray, semantic: np.ndarray
+    ) -> None:
+        self.conn.execute(
             "insert or replace into vectors (photo_id, model, seq, visual, semantic) "
             "values (?, ?, ?, ?, ?)",
             [photo_id, model, self._next_seq(), _blob(visual, "<f2"), _blob(semantic, "<f4")],
@@ -381,7 +427,7 @@ class Catalog:
     ) -> tuple[np.ndarray, np.ndarray, int]:
         """(photo ids, matrix, max seq) of present photos' vectors for ``model`` in ``space``."""
         column, dtype = {"visual": ("visual", "<f2"), "semantic": ("semantic", "<f4")}[space]
-        rows = self.db.execute(
+        rows = self.conn.execute(
             f"select v.photo_id, v.seq, v.{column} from vectors v indexed by vectors_seq "
             "join photos p on p.id = v.photo_id "
             "where v.seq > ? and v.model = ? and p.status = 'ok'",
@@ -394,22 +440,40 @@ class Catalog:
         matrix = np.stack([np.frombuffer(r[2], dtype=dtype) for r in rows]).astype(np.float32)
         return ids, matrix, max(r[1] for r in rows)
 
+    def vectors_of(
+        self, photo_ids: Sequence[int], model: str, space: str
+    ) -> tuple[list[int], np.ndarray]:
+        """Vectors of these photos (those that have one), in the order given."""
+        column, dtype = {"visual": ("visual", "<f2"), "semantic": ("semantic", "<f4")}[space]
+        found: dict[int, np.ndarray] = {}
+        for start in range(0, len(photo_ids), 500):
+            chunk = list(photo_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            for pid, blob in self.conn.execute(
+                f"select photo_id, {column} from vectors where model = ? and photo_id in ({marks})",
+                [model, *chunk],
+            ):
+                found[pid] = np.frombuffer(blob, dtype=dtype).astype(np.float32)
+        ids = [pid for pid in photo_ids if pid in found]
+        matrix = np.stack([found[pid] for pid in ids]) if ids else np.zeros((0, 0), np.float32)
+        return ids, matrix
+
     def vector_of(self, photo_id: int, model: str, space: str) -> np.ndarray | None:
         column, dtype = {"visual": ("visual", "<f2"), "semantic": ("semantic", "<f4")}[space]
-        row = self.db.execute(
+        row = self.conn.execute(
             f"select {column} from vectors where photo_id = ? and model = ?", [photo_id, model]
         ).fetchone()
         return None if row is None else np.frombuffer(row[0], dtype=dtype).astype(np.float32)
 
     def max_seq(self, model: str) -> int:
-        row = self.db.execute(
+        row = self.conn.execute(
             "select coalesce(max(seq), 0) from vectors where model = ?", [model]
         ).fetchone()
         return int(row[0])
 
     def state_token(self, model: str) -> str:
         """Changes whenever the set of searchable vectors changes (for the Annoy build)."""
-        row = self.db.execute(
+        row = self.conn.execute(
             "select count(*), coalesce(max(v.seq), 0), coalesce(sum(p.id), 0) from vectors v "
             "join photos p on p.id = v.photo_id where v.model = ? and p.status = 'ok'",
             [model],
@@ -420,8 +484,8 @@ class Catalog:
 
     def set_tags(self, photo_id: int, tags: Sequence[Tag], *, source: str, model: str = "") -> None:
         """Replace one source's tags: a re-run replaces machine tags, never the user's."""
-        self.db.execute("delete from tags where photo_id = ? and source = ?", [photo_id, source])
-        self.db.conn.executemany(
+        self.conn.execute("delete from tags where photo_id = ? and source = ?", [photo_id, source])
+        self.conn.executemany(
             "insert or replace into tags (photo_id, tag, score, source, model, hierarchy) "
             "values (?, ?, ?, ?, ?, ?)",
             [(photo_id, t.tag, t.score, source, model, t.hierarchy) for t in tags],
@@ -434,12 +498,14 @@ class Catalog:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for pid, tag, score, source, hierarchy in self.db.execute(
+            for pid, tag, score, source, hierarchy in self.conn.execute(
                 f"select photo_id, tag, score, source, hierarchy from tags "
                 f"where photo_id in ({marks}) order by source = 'machine', score desc, tag",
                 chunk,
             ):
-                found[pid].append((Tag(tag, score if score is not None else 1.0, hierarchy), source))
+                found[pid].append(
+                    (Tag(tag, score if score is not None else 1.0, hierarchy), source)
+                )
         return found
 
     def photos_tagged(self, words: Iterable[str]) -> dict[int, float]:
@@ -448,7 +514,7 @@ class Catalog:
         if not words:
             return {}
         marks = ",".join("?" * len(words))
-        rows = self.db.execute(
+        rows = self.conn.execute(
             f"select t.photo_id, max(coalesce(t.score, 1.0)) from tags t "
             f"join photos p on p.id = t.photo_id "
             f"where lower(t.tag) in ({marks}) and p.status = 'ok' group by t.photo_id",
@@ -459,7 +525,7 @@ class Catalog:
     def tag_counts(self, limit: int = 50) -> list[tuple[str, int]]:
         return [
             (tag, count)
-            for tag, count in self.db.execute(
+            for tag, count in self.conn.execute(
                 "select t.tag, count(*) c from tags t join photos p on p.id = t.photo_id "
                 "where p.status = 'ok' group by lower(t.tag) order by c desc, t.tag limit ?",
                 [limit],
@@ -469,7 +535,7 @@ class Catalog:
     # -- status -------------------------------------------------------------------------------
 
     def stats(self, model: str) -> Stats:
-        one = lambda sql, *p: int(self.db.execute(sql, list(p)).fetchone()[0])  # noqa: E731
+        one = lambda sql, *p: int(self.conn.execute(sql, list(p)).fetchone()[0])  # noqa: E731
         return Stats(
             photos=one("select count(*) from photos where status = 'ok'"),
             tagged=one(
@@ -488,11 +554,11 @@ class Catalog:
         )
 
     def get_meta(self, key: str) -> str | None:
-        row = self.db.execute("select value from meta where key = ?", [key]).fetchone()
+        row = self.conn.execute("select value from meta where key = ?", [key]).fetchone()
         return None if row is None else row[0]
 
     def set_meta(self, key: str, value: str) -> None:
-        self.db.execute("insert or replace into meta (key, value) values (?, ?)", [key, value])
+        self.conn.execute("insert or replace into meta (key, value) values (?, ?)", [key, value])
 
     def integrity_ok(self) -> bool:
-        return self.db.execute("pragma integrity_check").fetchone()[0] == "ok"
+        return self.conn.execute("pragma integrity_check").fetchone()[0] == "ok"

@@ -26,7 +26,22 @@ def _library(ctx: click.Context) -> Library:
     return ctx.find_object(Library)  # type: ignore[return-value]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class PhototagGroup(click.Group):
+    """Loads plugin commands only when a name is not a core command (keeps queries fast)."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            _load_plugin_commands()
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        _load_plugin_commands()
+        return super().list_commands(ctx)
+
+
+@click.group(cls=PhototagGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--catalog", type=click.Path(dir_okay=False, path_type=Path), envvar="PHOTOTAG_CATALOG",
     help="Catalog file (default: catalog.db in the user data dir).",
@@ -130,9 +145,7 @@ def index(
     library = _library(ctx)
     printer = EventPrinter(verbose=library.verbose, dry_run=dry_run)  # type: ignore[attr-defined]
     show_bar = sys.stderr.isatty() and not as_json
-    with click.progressbar(
-        length=0, label="indexing", file=sys.stderr, hidden=not show_bar
-    ) as bar:
+    with click.progressbar(length=0, label="indexing", file=sys.stderr, hidden=not show_bar) as bar:
 
         def on_event(event: Any) -> None:
             if event.kind == "skipped" and show_bar:
@@ -163,7 +176,9 @@ def _print_hits(hits: list[Any], as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--word", "-w", required=True, help="A word or phrase, e.g. dog or 'golden retriever'.")
+@click.option(
+    "--word", "-w", required=True, help="A word or phrase, e.g. dog or 'golden retriever'."
+)
 @click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_context
@@ -208,7 +223,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
     for key in ("catalog", "model", "backend", "photos", "tagged", "errors", "pending", "missing"):
         click.echo(f"{key:>9}: {info[key]}")
     tail = info["index_tail"]
-    current = "current" if info["index_current"] else f"{max(tail.values())} vectors searched exactly"
+    current = (
+        "current" if info["index_current"] else f"{max(tail.values())} vectors searched exactly"
+    )
     click.echo(f"{'index':>9}: {current}")
     for root in info["roots"]:
         click.echo(f"{'root':>9}: {display(root)}")
@@ -241,7 +258,16 @@ def relocate(ctx: click.Context, old: Path, new: Path) -> None:
     click.echo(f"{count} photos now under {display(os.path.abspath(new))}")
 
 
+
+
+_commands_loaded = False
+
+
 def _load_plugin_commands() -> None:
+    global _commands_loaded
+    if _commands_loaded:
+        return
+    _commands_loaded = True
     from phototag.plugins import load_plugins, pm
 
     load_plugins()
@@ -251,7 +277,6 @@ def _load_plugin_commands() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: turns library errors into ``error: ...`` and exit codes (1 failure, 2 usage)."""
     try:
-        _load_plugin_commands()
         cli.main(args=argv, prog_name="phototag", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("interrupted", err=True)

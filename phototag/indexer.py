@@ -310,7 +310,7 @@ class Indexer:
                 self._flush(batch, summary)
 
     def _known_hashes(self) -> set[str]:
-        rows = self.catalog.db.execute(
+        rows = self.catalog.conn.execute(
             "select distinct p.hash from photos p join vectors v on v.photo_id = p.id "
             "where v.model = ? and p.hash is not null",
             [self.model.name],
@@ -449,11 +449,11 @@ class Indexer:
             return
         cat = self.catalog
         cat._in_batch = True
-        cat.db.conn.execute("begin immediate")
+        cat.conn.execute("begin immediate")
         try:
             yield
         finally:
-            cat.db.conn.execute("rollback")
+            cat.conn.execute("rollback")
             cat._in_batch = False
 
 

@@ -169,20 +169,19 @@ class Library:
     def find(self, phrase: str, *, limit: int = 20) -> list[Hit]:
         """Photos nearest to a word or phrase, rewarding photos tagged with it or its hyponyms."""
         from phototag.search import VectorIndex
-        from phototag.tagging import rank_for_word
+        from phototag.tagging import word_scores
         from phototag.words import WordVectors
 
-        query = WordVectors.load().vector(phrase)
-        words = self.tagger.hyponyms(phrase) | {phrase.strip().lower()}
-        tagged = self.catalog.photos_tagged(words)
+        query = WordVectors(self.tagger.words).vector(phrase)
+        tagged = self.catalog.photos_tagged(self.tagger.hyponyms(phrase) | {phrase.lower()})
         index = VectorIndex(self.catalog, self.model.name, "semantic")
-        nearest = dict(index.query(query, max(limit * 5, 50)))
-        extra = sorted(set(tagged) - set(nearest), key=lambda pid: -tagged[pid])[: limit * 5]
-        for pid in extra:
-            vector = self.catalog.vector_of(pid, self.model.name, "semantic")
-            if vector is not None:
-                nearest[pid] = float(vector @ query)
-        ranked = rank_for_word(nearest, tagged)
+        candidates = [pid for pid, _ in index.query(query, max(limit * 5, 50))]
+        candidates += sorted(set(tagged) - set(candidates), key=lambda p: -tagged[p])[: limit * 5]
+        if not candidates:
+            return []
+        ids, semantic = self.catalog.vectors_of(candidates, self.model.name, "semantic")
+        scores = word_scores(query, semantic, [{"hit": tagged.get(i, 0.0)} for i in ids], {"hit"})
+        ranked = sorted(zip(ids, scores.tolist(), strict=True), key=lambda item: -item[1])
         return self._hits(ranked[:limit])
 
     def similar(self, image: Path, *, limit: int = 20) -> list[Hit]:

@@ -39,7 +39,7 @@ class FakeBackend(Backend):
         rng = np.random.default_rng(0)
         w_feat = rng.standard_normal((pooled.shape[1], 64)).astype(np.float32)
         w_logit = rng.standard_normal((pooled.shape[1], 1000)).astype(np.float32)
-        return {"features": pooled @ w_feat, "logits": (pooled @ w_logit) * 0.05}
+        return {"features": pooled @ w_feat, "logits": (pooled @ w_logit) * 0.5}
 
 
 class FakePlugin:
@@ -49,7 +49,9 @@ class FakePlugin:
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def isolated(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     """No test reads or writes the user's real config, catalog, cache or models."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("PHOTOTAG_CONFIG", str(home / "config.toml"))

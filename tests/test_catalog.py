@@ -12,7 +12,7 @@ from phototag.types import Tag
 def test_migrations_apply_once_and_wal(catalog_path: Path) -> None:
     Catalog(catalog_path).close()
     cat = Catalog(catalog_path)
-    assert migrations.pending(cat.db) == []
+    assert migrations().pending(cat.db) == []
     assert cat.db.execute("pragma journal_mode").fetchone()[0] == "wal"
     assert {"photos", "vectors", "tags", "roots"} <= set(cat.db.table_names())
     assert cat.integrity_ok()

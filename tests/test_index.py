@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -169,11 +170,8 @@ def test_catalog_survives_a_failing_batch(photos: Path, catalog_path: Path) -> N
     def explode(event: object) -> None:
         raise Boom
 
-    with library.indexer(on_event=explode) as indexer:
-        try:
-            indexer.index([photos])
-        except Boom:
-            pass
+    with library.indexer(on_event=explode) as indexer, contextlib.suppress(Boom):
+        indexer.index([photos])
     assert isinstance(indexer, Indexer)
     conn = sqlite3.connect(catalog_path)
     assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
