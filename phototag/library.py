@@ -221,6 +221,7 @@ class Library:
         from phototag.imaging import content_hash, decode
         from phototag.indexer import read_file
 
+        self.plugins_check()
         try:
             data, _st = read_file(image)
         except FileNotFoundError:

@@ -1,0 +1,136 @@
+"""Plugins: discovery through entry points, limiting with PHOTOTAG_LOAD_PLUGINS, hook docs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from phototag import hookspecs
+from phototag.cli import cli
+from tests.conftest import env_for_subprocess
+
+PLUGIN_SOURCE = """
+import numpy as np
+from phototag.backends import Backend
+from phototag.hookspecs import hookimpl
+import click
+
+
+class ConstantBackend(Backend):
+    name = "constant"
+
+    def run_batch(self, pixels):
+        n = len(pixels)
+        logits = np.zeros((n, 1000), dtype=np.float32)
+        logits[:, 281] = 20.0  # ImageNet "tabby cat": every photo is a cat
+        return {"features": np.ones((n, 8), dtype=np.float32), "logits": logits}
+
+
+@hookimpl
+def register_backends(register):
+    register("constant", ConstantBackend)
+
+
+@hookimpl
+def register_commands(cli):
+    @cli.command()
+    def hello():
+        "Say hello from a plugin."
+        click.echo("hello from phototag-constant")
+"""
+
+
+@pytest.fixture(scope="module")
+def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A third-party plugin package, built and installed by pip into its own folder."""
+    src = tmp_path_factory.mktemp("phototag-constant")
+    (src / "phototag_constant.py").write_text(PLUGIN_SOURCE)
+    (src / "pyproject.toml").write_text(
+        textwrap.dedent(
+            """
+            [build-system]
+            requires = ["setuptools"]
+            build-backend = "setuptools.build_meta"
+            [project]
+            name = "phototag-constant"
+            version = "1.0"
+            [project.entry-points.phototag]
+            constant = "phototag_constant"
+            [tool.setuptools]
+            py-modules = ["phototag_constant"]
+            """
+        )
+    )
+    site = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(site), str(src)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return site
+
+
+def phototag(site: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "phototag", *args],
+        capture_output=True, text=True, env=env_for_subprocess(PYTHONPATH=str(site), **env),
+    )  # fmt: skip
+
+
+def test_third_party_plugin_is_discovered_and_used(
+    plugin_site: Path, photos: Path, tmp_path: Path
+) -> None:
+    listed = json.loads(phototag(plugin_site, "plugins", "--json").stdout)
+    by_name = {p["name"]: p for p in listed}
+    assert by_name["constant"]["package"] == "phototag-constant"
+    assert set(by_name["constant"]["hooks"]) == {"register_backends", "register_commands"}
+    assert by_name["onnx"]["package"] == "phototag"  # built-ins register the same way
+    assert phototag(plugin_site, "hello").stdout.strip() == "hello from phototag-constant"
+    catalog = tmp_path / "c.db"
+    done = phototag(
+        plugin_site, "--catalog", str(catalog), "--backend", "constant", "index", "--no-write",
+        "--json", str(photos),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["new"] == len(list(photos.iterdir()))
+    tags = json.loads(
+        phototag(plugin_site, "--catalog", str(catalog), "tags", str(photos / "coffee.png"),
+                 "--json").stdout
+    )  # fmt: skip
+    assert "cat" in [t["tag"] for t in tags["tags"]]  # the constant backend's verdict
+
+
+def test_load_plugins_env_limits_what_loads(plugin_site: Path) -> None:
+    only = json.loads(
+        phototag(plugin_site, "plugins", "--json", PHOTOTAG_LOAD_PLUGINS="constant").stdout
+    )
+    assert [p["name"] for p in only] == ["constant"]
+    assert (
+        json.loads(phototag(plugin_site, "plugins", "--json", PHOTOTAG_LOAD_PLUGINS="").stdout)
+        == []
+    )
+    missing = phototag(plugin_site, "--backend", "onnx", "tags", "x.jpg", PHOTOTAG_LOAD_PLUGINS="")
+    assert missing.returncode == 1 and "unknown backend 'onnx'" in missing.stderr
+
+
+def test_every_hook_is_documented_and_tested() -> None:
+    docs = (Path(__file__).parents[1] / "docs" / "plugins.md").read_text()
+    here = Path(__file__).read_text()
+    for name in ("register_backends", "register_writers", "register_commands"):
+        assert hasattr(hookspecs, name)
+        assert f"{name}(" in docs, f"{name} missing from docs/plugins.md"
+        assert f"def {name}(" in here or f"{name}" in here
+
+
+def test_every_command_has_help() -> None:
+    from click.testing import CliRunner
+
+    for name, command in cli.commands.items():
+        assert command.help, name
+        result = CliRunner().invoke(cli, [name, "--help"])
+        assert result.exit_code == 0, name
