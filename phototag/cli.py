@@ -109,7 +109,7 @@ class EventPrinter:
             return
         if event.kind == "skipped":
             click.echo(f"skipping {display(event.path)}: {event.reason}", err=True)
-        elif self.dry_run and event.changes:
+        elif self.dry_run and event.changes is not None:
             added, removed = event.changes
             if added or removed:
                 parts = [f"+{w}" for w in added] + [f"-{w}" for w in removed]
@@ -246,6 +246,22 @@ def plugins_command(as_json: bool) -> None:
     for info in infos:
         package = f"{info.package} {info.version}" if info.package else "(registered in code)"
         click.echo(f"{info.name:<14} {package:<28} {', '.join(info.hooks)}")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--sidecar", is_flag=True, help="Remove them from XMP sidecars instead.")
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@click.pass_context
+def untag(ctx: click.Context, paths: tuple[Path, ...], sidecar: bool, dry_run: bool) -> None:
+    """Remove phototag's machine tags from photos (or sidecars) and the catalog."""
+    library = _library(ctx)
+    printer = EventPrinter(verbose=library.verbose, dry_run=dry_run)  # type: ignore[attr-defined]
+    summary = library.untag(
+        list(paths), mode="sidecar" if sidecar else "embed", dry_run=dry_run, on_event=printer
+    )
+    verb = "would change" if dry_run else "changed"
+    click.echo(f"{verb} {summary.written} files, skipped {summary.skipped}")
 
 
 @cli.command()

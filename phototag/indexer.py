@@ -121,7 +121,7 @@ class Indexer:
         on_event: Callable[[Event], None] | None = None,
         on_progress: Callable[[int], None] | None = None,
         workers: int | None = None,
-        batch_size: int = 32,
+        batch_size: int = 16,
         dry_run: bool = False,
     ) -> None:
         self.catalog = catalog

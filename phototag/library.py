@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from phototag import plugins
 from phototag.catalog import MACHINE, Catalog, default_catalog_path
 from phototag.config import Config
-from phototag.errors import PhototagError, UnreadableImage
+from phototag.errors import PhototagError, UnreadableImage, WriteError
 from phototag.types import Tag
 
 if TYPE_CHECKING:
@@ -263,6 +263,52 @@ class Library:
             "index_current": all(ix.is_current() for ix in indexes.values()),
             "index_tail": {space: ix.tail_size() for space, ix in indexes.items()},
         }
+
+    def untag(
+        self,
+        paths: Sequence[Path],
+        *,
+        mode: str = "embed",
+        dry_run: bool = False,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> Summary:
+        """Remove phototag's machine tags from files (or sidecars) and the catalog."""
+        from phototag.indexer import Event, Summary, file_hash
+        from phototag.scanner import ScanError, walk
+
+        emit = on_event or (lambda event: None)
+        summary = Summary()
+        with self.open_writer(mode, dry_run=dry_run) as writer:
+            for top in paths:
+                for item in walk(Path(top)):
+                    if isinstance(item, ScanError):
+                        summary.skipped += 1
+                        emit(Event("skipped", item.path, reason=item.reason))
+                        continue
+                    try:
+                        outcome = writer.remove(item.path)
+                    except WriteError as exc:
+                        summary.skipped += 1
+                        emit(Event("skipped", item.path, reason=exc.reason))
+                        continue
+                    if outcome.changed:
+                        summary.written += 1
+                    emit(
+                        Event("untagged", item.path, written=outcome.target,
+                              changes=(outcome.added, outcome.removed))
+                    )  # fmt: skip
+                    row = self.catalog.photo_at(item.path)
+                    if row is None or dry_run:
+                        continue
+                    with self.catalog.batch():
+                        self.catalog.set_tags(row.id, [], source=MACHINE)
+                        if outcome.changed and outcome.target == item.path:
+                            digest, st = file_hash(item.path)
+                            self.catalog.update_file_state(
+                                row.id, size=st.st_size, mtime_ns=st.st_mtime_ns,
+                                content_hash=digest,
+                            )  # fmt: skip
+        return summary
 
     def relocate(self, old: Path, new: Path) -> int:
         return self.catalog.relocate(old, new)

@@ -33,6 +33,8 @@ class OnnxBackend(Backend):
             options.intra_op_num_threads = self._threads
             options.inter_op_num_threads = 1
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            # the arena keeps the largest batch's activations for the life of the process
+            options.enable_cpu_mem_arena = False
             self._session = ort.InferenceSession(
                 str(self.model.onnx_path), options, providers=["CPUExecutionProvider"]
             )

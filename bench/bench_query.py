@@ -1,0 +1,73 @@
+"""Cold-process query latency and memory over a 10,000-photo catalog.
+
+    python bench/bench_query.py [--n 10000] [--runs 7]
+
+Each query is a new `phototag` process, as a user or script runs it. The catalog
+is synthetic (bench/synthetic.py) with the shipped model's name and dimensions;
+`similar` gets a photo from outside the catalog, so it loads onnxruntime and embeds it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import interior_photos
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from synthetic import fill_catalog  # noqa: E402
+
+from phototag.models import load_model  # noqa: E402
+from phototag.search import refresh  # noqa: E402
+from phototag.tagging import Tagger  # noqa: E402
+from phototag.words import WordVectors  # noqa: E402
+
+
+def timed(args: list[str]) -> tuple[float, float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "phototag", *args], check=True, capture_output=True)
+    elapsed = time.perf_counter() - started
+    return elapsed, max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    model = load_model()
+    words = Tagger.from_model(model).words
+    vectors = WordVectors(words)
+    semantic = np.stack([vectors.vector(w) for w in words[:300]])
+    with tempfile.TemporaryDirectory() as tmp:
+        catalog = Path(tmp) / "catalog.db"
+        cat = fill_catalog(catalog, args.n, model.name, visual_dim=model.visual_dim,
+                           semantic=semantic)  # fmt: skip
+        refresh(cat, model.name)
+        outside = sorted((Path(interior_photos.__file__).parent / "images").glob("*.jpg"))[0]
+        base = ["--catalog", str(catalog)]
+        cases = {
+            "find --word dog": [*base, "find", "--word", "dog"],
+            "find --word 'golden retriever'": [*base, "find", "--word", "golden retriever"],
+            "similar OUTSIDE.jpg": [*base, "similar", str(outside)],
+            "status": [*base, "status"],
+        }
+        print(f"catalog: {args.n} photos; {args.runs} cold runs each; {os.cpu_count()} cores")
+        for name, argv in cases.items():
+            timed(argv)  # warm the OS file cache, as on a machine in use
+            runs = [timed(argv) for _ in range(args.runs)]
+            median = statistics.median(t for t, _ in runs)
+            print(f"{name:>32}: median {median:.3f} s, max RSS {max(r for _, r in runs):.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
