@@ -70,6 +70,23 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+_heif_ready = False
+
+
+def _enable_heif(data: bytes) -> None:
+    """HEIC/HEIF/AVIF (ISO BMFF, ``ftyp`` box) need pillow-heif's opener; load it on first use."""
+    global _heif_ready
+    if _heif_ready or data[4:8] != b"ftyp":
+        return
+    try:
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+    except ImportError:  # pragma: no cover - a dependency, but keep the run going without it
+        return
+    _heif_ready = True
+
+
 def open_image(
     path: Path, data: bytes, *, min_short_side: int
 ) -> tuple[Image.Image, int, int, str | None]:
@@ -79,6 +96,7 @@ def open_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            _enable_heif(data)
             img = Image.open(io.BytesIO(data))
             width, height = img.size
             if min(width, height) < MIN_SIDE:

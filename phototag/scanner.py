@@ -14,7 +14,20 @@ from pathlib import Path
 
 #: formats we decode and tag (raws are handled through their sidecar by the writers)
 PHOTO_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".heic", ".heif"}
+    {
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".png",
+        ".tif",
+        ".tiff",
+        ".webp",
+        ".bmp",
+        ".gif",
+        ".heic",
+        ".heif",
+        ".avif",
+    }
 )
 #: phototag's own temp files and sidecars are never photos
 TEMP_PREFIX = ".phototag-tmp-"

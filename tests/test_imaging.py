@@ -51,3 +51,13 @@ def test_jpeg_draft_decodes_just_big_enough() -> None:
     img, width, height, _ = open_image(path, path.read_bytes(), min_short_side=256)
     assert (width, height) == full
     assert 256 <= min(img.size) < min(full) / 2
+
+
+def test_heic_decodes(tmp_path: Path) -> None:
+    import pillow_heif
+
+    path = tmp_path / "iphone.heic"
+    chelsea = Image.open(SKIMAGE_DATA / "chelsea.png").convert("RGB")
+    pillow_heif.from_pillow(chelsea).save(path, quality=80)
+    img, width, height, _ = open_image(path, path.read_bytes(), min_short_side=256)
+    assert (width, height) == chelsea.size and img.mode == "RGB"
