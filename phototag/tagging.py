@@ -1,0 +1,319 @@
+"""Tags a person would accept, with scores that mean something.
+
+A tag word stands for a node of the WordNet hierarchy above the ImageNet classes
+(``taxonomy.json``): its score is the classifier's probability that the photo shows
+something under that node, i.e. the summed probabilities of the classes below it. Broad
+words (``animal``) are therefore always at least as likely as narrow ones (``tabby cat``);
+they are listed after the words they contain unless they add real mass. A word the
+taxonomy lacks (from a user's vocabulary file) gets the probability mass of the classes
+whose label vectors lie close to its GloVe vector.
+
+``rank_for_word`` is the ranking ``find --word`` uses: the cosine between the word and a
+photo's semantic vector, plus a reward when the photo's tags hold the word or a hyponym.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from phototag.errors import ModelError, UnknownWord
+from phototag.types import Embedding, Tag
+
+if TYPE_CHECKING:
+    from phototag.models import ModelSpec
+    from phototag.words import WordVectors
+
+DEFAULT_THRESHOLD = 0.15
+DEFAULT_MAX_COUNT = 6
+#: how much a broad word is held back in the order: the share of its score it loses when
+#: it covers every class (it loses nothing when it covers one)
+BREADTH_PENALTY = 0.3
+#: soft membership of a class in a word outside the taxonomy: 0 at cosine LOW between the
+#: word's vector and the class's label vector, 1 at HIGH (fitted in bench/quality.py so
+#: that taxonomy words scored this way match their exact scores)
+SOFT_LOW = 0.45
+SOFT_HIGH = 0.95
+#: weight of the tag reward against the cosine in ``rank_for_word``
+REWARD = 0.25
+
+
+@dataclass
+class _Entry:
+    """One vocabulary word: the classes it stands for and its place in the hierarchy."""
+
+    word: str
+    classes: np.ndarray  # class indices
+    paths: list[tuple[np.ndarray, str]]  # (classes of a node, "animal|cat") per node
+    breadth: float  # 0 for one class .. 1 for every class
+
+
+class Tagger:
+    """Turns an embedding into ranked ``Tag``s over a vocabulary of words."""
+
+    def __init__(
+        self,
+        taxonomy: Mapping[str, Any],
+        vocabulary: Iterable[str],
+        *,
+        class_vectors: np.ndarray | None = None,
+        threshold: float = DEFAULT_THRESHOLD,
+        max_count: int = DEFAULT_MAX_COUNT,
+        words: WordVectors | None = None,
+    ) -> None:
+        self.threshold = float(threshold)
+        self.max_count = int(max_count)
+        self._class_vectors = class_vectors
+        self._word_vectors = words
+        nodes = list(taxonomy["nodes"])
+        self._nodes = {n["id"]: n for n in nodes}
+        self.n_classes = 1 + max(n.get("class", -1) for n in nodes)
+        self._by_word: dict[str, list[dict[str, Any]]] = {}
+        self._by_lemma: dict[str, list[dict[str, Any]]] = {}
+        for n in nodes:
+            self._by_word.setdefault(n["word"], []).append(n)
+            for lemma in n.get("lemmas", [n["word"]]):
+                self._by_lemma.setdefault(lemma, []).append(n)
+        #: the tag words, in the vocabulary's order
+        self.words: list[str] = list(
+            dict.fromkeys(w for w in (" ".join(r.lower().split()) for r in vocabulary) if w)
+        )
+        self.words = [w for w in self.words if not w.startswith("#")]
+        entries: list[_Entry] = []
+        free: list[str] = []
+        for word in self.words:
+            found = self._nodes_for(word)
+            if found:
+                entries.append(self._entry(word, found))
+            else:
+                free.append(word)
+        self._entries = entries
+        self._entry_of = {e.word: e for e in entries}
+        self._free = free
+        self._member_matrix: np.ndarray | None = None
+        self._free_member: np.ndarray | None = None
+        self._order = [e.word for e in entries] + free
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def from_model(
+        cls,
+        spec: ModelSpec,
+        vocabulary: Path | None = None,
+        *,
+        words: WordVectors | None = None,
+        threshold: float | None = None,
+        max_count: int | None = None,
+    ) -> Tagger:
+        """The model's taxonomy and defaults; ``vocabulary`` (a file, one word or phrase a
+        line, ``#`` comments) replaces the model's default tag words."""
+        tagging = spec.tagging
+        taxonomy_path = spec.file("tagging.taxonomy", "taxonomy.json")
+        vocab_path = vocabulary or spec.file("tagging.vocabulary", "vocabulary.txt")
+        try:
+            taxonomy = json.loads(taxonomy_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{taxonomy_path}: unreadable taxonomy ({exc})") from None
+        try:
+            lines = vocab_path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ModelError(f"{vocab_path}: unreadable vocabulary ({exc})") from None
+        try:
+            class_vectors = spec.class_vectors()
+        except ModelError:
+            class_vectors = None
+        return cls(
+            taxonomy,
+            lines,
+            class_vectors=class_vectors,
+            threshold=_default(threshold, tagging.get("threshold"), DEFAULT_THRESHOLD),
+            max_count=_default(max_count, tagging.get("max_count"), DEFAULT_MAX_COUNT),
+            words=words,
+        )
+
+    def _nodes_for(self, word: str) -> list[dict[str, Any]]:
+        """Taxonomy nodes a word names: useful nodes of that tag word, else any node of that
+        word, else nodes having it as a WordNet lemma; a plural falls back to its singular.
+        (Useful nodes first keeps 'food' from taking in 'food, nutrient' and so coffee.)"""
+        for candidate in (word, _singular(word)):
+            for index in (self._by_word, self._by_lemma):
+                found = index.get(candidate, []) if candidate else []
+                useful = [n for n in found if n.get("useful")]
+                if useful or found:
+                    return useful or found
+        return []
+
+    def _entry(self, word: str, nodes: list[dict[str, Any]]) -> _Entry:
+        classes = sorted({c for n in nodes for c in n["classes"]})
+        paths = [(np.asarray(n["classes"]), self._path(n, word)) for n in nodes]
+        breadth = math.log(len(classes)) / math.log(self.n_classes)
+        return _Entry(word, np.asarray(classes, dtype=np.intp), paths, breadth)
+
+    def _path(self, node: dict[str, Any], word: str) -> str:
+        """``animal|mammal|cat``: the useful ancestors' words, broadest first."""
+        parts = [word]
+        parent = node.get("parent")
+        while parent:
+            ancestor = self._nodes[parent]
+            if ancestor["word"] != parts[-1]:
+                parts.append(ancestor["word"])
+            parent = ancestor.get("parent")
+        return "|".join(reversed(parts))
+
+    # ---------------------------------------------------------------- scoring
+    @property
+    def _member(self) -> np.ndarray:
+        """[words, classes] 0/1 membership, built on first use (``find`` never needs it)."""
+        if self._member_matrix is None:
+            member = np.zeros((len(self._entries), self.n_classes), dtype=np.float32)
+            for i, e in enumerate(self._entries):
+                member[i, e.classes] = 1.0
+            self._member_matrix = member
+        return self._member_matrix
+
+    def _free_membership(self) -> np.ndarray:
+        """Soft class membership of the words outside the taxonomy, from word vectors."""
+        if self._free_member is None:
+            member = np.zeros((len(self._free), self.n_classes), dtype=np.float32)
+            if self._free and self._class_vectors is not None:
+                if self._word_vectors is None:
+                    from phototag.words import WordVectors
+
+                    self._word_vectors = WordVectors(self.words)
+                vecs = self._class_vectors
+                for i, word in enumerate(self._free):
+                    try:
+                        v = self._word_vectors.vector(word)
+                    except UnknownWord:
+                        continue  # a word without a vector can never be tagged
+                    cos = np.asarray(vecs @ v, dtype=np.float32)
+                    member[i] = np.clip((cos - SOFT_LOW) / (SOFT_HIGH - SOFT_LOW), 0.0, 1.0)
+            self._free_member = member
+        return self._free_member
+
+    def scores(self, probs: np.ndarray) -> dict[str, float]:
+        """Every vocabulary word's score for one photo's class probabilities: the mass of
+        the word's classes, above what chance would give it."""
+        p = np.asarray(probs, dtype=np.float32)
+        mass = self._member @ p
+        prior = self._member.sum(axis=1) / self.n_classes
+        if self._free:
+            free = self._free_membership()
+            mass = np.concatenate([mass, free @ p])
+            prior = np.concatenate([prior, free.sum(axis=1) / self.n_classes])
+        # chance-corrected: the classifier was trained on balanced classes, so a word over k
+        # of C classes collects k/C of the mass from a photo it knows nothing about
+        lifted = np.clip((mass - prior) / np.maximum(1.0 - prior, 1e-6), 0.0, 1.0)
+        return dict(zip(self._order, map(float, lifted), strict=True))
+
+    def tag(self, emb: Embedding) -> list[Tag]:
+        """Tags above the threshold, at most ``max_count``, best first."""
+        p = np.asarray(emb.probs, dtype=np.float32)
+        ranked = []
+        for word, score in self.scores(p).items():
+            if score < self.threshold:
+                continue
+            entry = self._entry_of.get(word)
+            breadth = entry.breadth if entry else 0.0
+            n_classes = len(entry.classes) if entry else 1
+            ranked.append((score * (1 - BREADTH_PENALTY * breadth), n_classes, word, score))
+        # ties (one node, two words: bed / four-poster bed) go to the broader, shorter word
+        ranked.sort(key=lambda r: (-r[0], -r[1], len(r[2])))
+        tags = []
+        for _, _, word, score in ranked[: self.max_count]:
+            entry = self._entry_of.get(word)
+            hierarchy = self._best_path(entry, p) if entry else word
+            tags.append(Tag(tag=word, score=round(score, 4), hierarchy=hierarchy))
+        return tags
+
+    @staticmethod
+    def _best_path(entry: _Entry, probs: np.ndarray) -> str:
+        if len(entry.paths) == 1:
+            return entry.paths[0][1]
+        return max(entry.paths, key=lambda cp: float(probs[cp[0]].sum()))[1]
+
+    # ---------------------------------------------------------------- search support
+    def hyponyms(self, word: str) -> set[str]:
+        """The vocabulary words at or under ``word`` (``dog`` -> dog, beagle, ...)."""
+        word = " ".join(word.lower().split())
+        nodes = self._nodes_for(word)
+        found = {word} if word in self.words else set()
+        if not nodes:
+            return found
+        covered = np.zeros(self.n_classes, dtype=bool)
+        for n in nodes:
+            covered[n["classes"]] = True
+        for e in self._entries:
+            if len(e.classes) and covered[e.classes].all():
+                found.add(e.word)
+        return found
+
+
+def _default(given: Any, manifest: Any, fallback: Any) -> Any:
+    return given if given is not None else manifest if manifest is not None else fallback
+
+
+def _singular(word: str) -> str:
+    """A crude singular for look-ups only: chairs -> chair, boxes -> box, berries -> berry."""
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("ses", "xes", "ches", "shes")):
+        return word[:-2]
+    if word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return ""
+
+
+# -------------------------------------------------------------------- find --word
+
+
+def _tag_items(tags: Iterable[Any] | Mapping[str, float]) -> Iterable[tuple[str, float]]:
+    if isinstance(tags, Mapping):
+        return tags.items()
+    return ((t.tag, t.score) if isinstance(t, Tag) else (t[0], t[1]) for t in tags)
+
+
+def word_scores(
+    word_vector: np.ndarray,
+    semantic: np.ndarray,
+    tags: Sequence[Iterable[Any] | Mapping[str, float]] | None,
+    hyponyms: set[str],
+    *,
+    reward: float = REWARD,
+) -> np.ndarray:
+    """Scores of photos for a query word: cosine of the word vector and each unit semantic
+    vector [N, D], plus ``reward`` times the best score among the photo's tags that are the
+    word or a hyponym. ``tags[i]`` is photo i's tags (``Tag``s, (tag, score) pairs or a
+    mapping). Divided by 1 + reward so a perfect match scores 1."""
+    semantic = np.atleast_2d(np.asarray(semantic, dtype=np.float32))
+    cos = semantic @ np.asarray(word_vector, dtype=np.float32)
+    if tags is None or not hyponyms or reward == 0:
+        return cos
+    bonus = np.array(
+        [max((s for t, s in _tag_items(photo) if t in hyponyms), default=0.0) for photo in tags],
+        dtype=np.float32,
+    )
+    return (cos + reward * bonus) / (1.0 + reward)
+
+
+def rank_for_word(
+    word_vector: np.ndarray,
+    semantic: np.ndarray,
+    tags: Sequence[Iterable[Any] | Mapping[str, float]] | None,
+    hyponyms: set[str],
+    *,
+    limit: int | None = None,
+    reward: float = REWARD,
+) -> list[tuple[int, float]]:
+    """(photo index, score) best first: the ``find --word`` order (see ``word_scores``)."""
+    scores = word_scores(word_vector, semantic, tags, hyponyms, reward=reward)
+    order = np.argsort(-scores, kind="stable")
+    if limit is not None:
+        order = order[:limit]
+    return [(int(i), float(scores[i])) for i in order]
