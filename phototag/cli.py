@@ -11,7 +11,6 @@ from typing import Any
 
 import click
 
-from phototag import __version__
 from phototag.config import load_config
 from phototag.errors import PhotoError, PhototagError, UnknownWord
 from phototag.library import Library
@@ -53,7 +52,7 @@ class PhototagGroup(click.Group):
     help="Tag vocabulary file (one word per line) to restrict or extend the tags.",
 )  # fmt: skip
 @click.option("-v", "--verbose", count=True, help="Say more (repeat for more).")
-@click.version_option(__version__, prog_name="phototag")
+@click.version_option(package_name="phototag", prog_name="phototag")
 @click.pass_context
 def cli(
     ctx: click.Context,
