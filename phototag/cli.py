@@ -230,6 +230,26 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"{'root':>9}: {display(root)}")
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def models(ctx: click.Context, as_json: bool) -> None:
+    """Shipped and trained models (use one with --model NAME)."""
+    rows = _library(ctx).models()
+    if as_json:
+        _json(rows)
+        return
+    if not rows:
+        click.echo("no models found", err=True)
+    for row in rows:
+        mark = " (default)" if row["default"] else ""
+        labels = f"  labels: {', '.join(row['labels'])}" if row["labels"] else ""
+        click.echo(
+            f"{row['name']}{mark}  {row['kind']}  {row['semantic_head']} head  "
+            f"v{row['version']}{labels}"
+        )
+
+
 @cli.command(name="plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins_command(as_json: bool) -> None:

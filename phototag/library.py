@@ -310,5 +310,26 @@ class Library:
                             )  # fmt: skip
         return summary
 
+    def models(self) -> list[dict[str, Any]]:
+        """Shipped and trained models, user models first (they hide a shipped one's name)."""
+        from phototag.models import DEFAULT_MODEL, list_models, user_models_dir
+
+        user_dir = user_models_dir().resolve()
+        rows = []
+        for spec in list_models():
+            head = spec.manifest.get("semantic_head", {})
+            rows.append(
+                {
+                    "name": spec.name,
+                    "version": spec.version,
+                    "kind": "trained" if spec.path.resolve().parent == user_dir else "shipped",
+                    "default": spec.name == DEFAULT_MODEL,
+                    "semantic_head": head.get("kind", "conse"),
+                    "labels": list(head.get("labels", [])),
+                    "path": str(spec.path),
+                }
+            )
+        return rows
+
     def relocate(self, old: Path, new: Path) -> int:
         return self.catalog.relocate(old, new)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from phototag.errors import ModelError, UnknownWord
+from phototag.labels import LabelScorer
 from phototag.types import Embedding, Tag
 
 if TYPE_CHECKING:
@@ -69,6 +70,8 @@ class Tagger:
     ) -> None:
         self.threshold = float(threshold)
         self.max_count = int(max_count)
+        #: a trained model's label scorer (set by ``from_model``); None for the stock model
+        self.labels: LabelScorer | None = None
         self._class_vectors = class_vectors
         self._word_vectors = words
         nodes = list(taxonomy["nodes"])
@@ -128,7 +131,7 @@ class Tagger:
             class_vectors = spec.class_vectors()
         except ModelError:
             class_vectors = None
-        return cls(
+        tagger = cls(
             taxonomy,
             lines,
             class_vectors=class_vectors,
@@ -136,6 +139,8 @@ class Tagger:
             max_count=_default(max_count, tagging.get("max_count"), DEFAULT_MAX_COUNT),
             words=words,
         )
+        tagger.labels = LabelScorer.from_model(spec)
+        return tagger
 
     def _nodes_for(self, word: str) -> list[dict[str, Any]]:
         """Taxonomy nodes a word names: useful nodes of that tag word, else any node of that
@@ -230,6 +235,10 @@ class Tagger:
             entry = self._entry_of.get(word)
             hierarchy = self._best_path(entry, p) if entry else word
             tags.append(Tag(tag=word, score=round(score, 4), hierarchy=hierarchy))
+        if self.labels is not None:  # a trained model: its own label words, merged by score
+            tags = self.labels.merge_tags(
+                emb, tags, threshold=self.threshold, max_count=self.max_count
+            )
         return tags
 
     @staticmethod
