@@ -15,6 +15,7 @@ from phototag.config import load_config
 from phototag.errors import PhotoError, PhototagError, UnknownWord
 from phototag.library import Library
 from phototag.scanner import display
+from phototag.watcher import watch_command
 
 
 def _json(data: Any) -> None:
@@ -293,6 +294,7 @@ def relocate(ctx: click.Context, old: Path, new: Path) -> None:
     click.echo(f"{count} photos now under {display(os.path.abspath(new))}")
 
 
+cli.add_command(watch_command)
 
 
 _commands_loaded = False
