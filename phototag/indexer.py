@@ -132,7 +132,11 @@ class Indexer:
         self.writer = writer
         self.on_event = on_event or (lambda event: None)
         self.on_progress = on_progress or (lambda n: None)
-        self.workers = workers or min(4, os.cpu_count() or 1)
+        self.workers = (
+            workers
+            or int(os.environ.get("PHOTOTAG_DECODE_WORKERS", 0))
+            or min(4, os.cpu_count() or 1)
+        )
         self.batch_size = batch_size
         self.dry_run = dry_run
 

@@ -17,6 +17,7 @@ from PIL import Image
 from phototag.errors import ModelError
 from phototag.models import ModelSpec, list_models, load_model, shipped_models_dir
 from phototag.preprocess import draft_size, view, views
+from tests.conftest import SKIMAGE_DATA
 
 SHIPPED = shipped_models_dir() / "devise-lite0"  # type: ignore[operator]
 
@@ -147,7 +148,19 @@ def test_views_shapes_and_values(spec: ModelSpec) -> None:
     assert stack.shape == (len(spec.views), 3, 224, 224) and stack.dtype == np.float32
     assert np.allclose(stack[:, 0], (255 - 127) / 128)
     assert np.allclose(stack[:, 2], 0.0)
-    assert draft_size(spec) == 256
+    assert draft_size(spec) == 224
+
+
+def test_centre_view_matches_the_reference_preprocessing(spec: ModelSpec) -> None:
+    """One box resize is "short side to 256 (bicubic), centre crop 224" up to resampling."""
+    img = Image.open(SKIMAGE_DATA / "astronaut.png").convert("RGB").resize((512, 384))
+    w, h = img.size
+    short = img.resize((round(w * 256 / h), 256), Image.Resampling.BICUBIC)
+    left, top = (short.width - 224) // 2, (short.height - 224) // 2
+    reference = np.asarray(short.crop((left, top, left + 224, top + 224)), dtype=np.float32)
+    ours = np.asarray(view(img, "center", spec), dtype=np.float32)
+    assert np.abs(ours - reference).mean() < 8.0  # resampling once vs twice, not misalignment
+    assert np.corrcoef(ours.ravel(), reference.ravel())[0, 1] > 0.98
 
 
 def test_pad_view_keeps_the_whole_frame(spec: ModelSpec) -> None:

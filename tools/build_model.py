@@ -40,9 +40,10 @@ RESIZE = 256
 MEAN = 127.0
 STD = 128.0
 #: views per photo. bench/quality.py compares seven sets on 55 labelled photos: all lie within
-#: a few points of each other; the training crop plus the whole frame padded to a square
-#: (aspect kept, nothing cut) scored best at two views (~2.7 ms inference each).
-VIEWS = ["center", "pad"]
+#: a few points of each other, and the centre crop alone scores as well as centre + whole frame
+#: (mean of tag, search and near-duplicate figures 0.628 for both) at half the inference cost,
+#: which decides it on 2 cores (bench/bench_index.py).
+VIEWS = ["center"]
 TOP_T = 10
 #: tag threshold and count, from the sweep in bench/quality.py: at 0.15 about 56 % of tags
 #: are right and a blank wall gets at most one; 0.10 gains a few hits for much lower

@@ -35,6 +35,8 @@ class OnnxBackend(Backend):
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             # the arena keeps the largest batch's activations for the life of the process
             options.enable_cpu_mem_arena = False
+            # idle inference threads must yield the cores to the decode pool, not spin on them
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._session = ort.InferenceSession(
                 str(self.model.onnx_path), options, providers=["CPUExecutionProvider"]
             )
