@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -32,11 +31,18 @@ from phototag.words import WordVectors  # noqa: E402
 
 
 def timed(args: list[str]) -> tuple[float, float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Wall time and peak RSS (MB) of one fresh `phototag` process."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "phototag", *args], check=True, capture_output=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "phototag", *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    _pid, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - started
-    return elapsed, max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"phototag {' '.join(args)} failed ({proc.returncode})")
+    return elapsed, usage.ru_maxrss / 1024
 
 
 def main() -> None:

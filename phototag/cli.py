@@ -15,7 +15,6 @@ from phototag.config import load_config
 from phototag.errors import PhotoError, PhototagError, UnknownWord
 from phototag.library import Library
 from phototag.scanner import display
-from phototag.watcher import watch_command
 
 
 def _json(data: Any) -> None:
@@ -26,11 +25,21 @@ def _library(ctx: click.Context) -> Library:
     return ctx.find_object(Library)  # type: ignore[return-value]
 
 
+#: core commands whose modules load only when they run (keeps queries fast)
+LAZY_COMMANDS = {"watch": ("phototag.watcher", "watch_command")}
+
+
 class PhototagGroup(click.Group):
-    """Loads plugin commands only when a name is not a core command (keeps queries fast)."""
+    """Loads lazy core commands, and plugin commands only for names the core does not have."""
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in LAZY_COMMANDS:
+            import importlib
+
+            module, attr = LAZY_COMMANDS[cmd_name]
+            command = getattr(importlib.import_module(module), attr)
+            self.add_command(command, cmd_name)
         if command is None:
             _load_plugin_commands()
             command = super().get_command(ctx, cmd_name)
@@ -38,7 +47,7 @@ class PhototagGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         _load_plugin_commands()
-        return super().list_commands(ctx)
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
 
 
 @click.group(cls=PhototagGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -292,9 +301,6 @@ def relocate(ctx: click.Context, old: Path, new: Path) -> None:
     """Point a library root that moved (OLD) at its new place (NEW), without re-embedding."""
     count = _library(ctx).relocate(old, new)
     click.echo(f"{count} photos now under {display(os.path.abspath(new))}")
-
-
-cli.add_command(watch_command)
 
 
 _commands_loaded = False

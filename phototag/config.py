@@ -16,11 +16,6 @@ from pathlib import Path
 
 from phototag.errors import PhototagError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 WRITE_MODES = ("embed", "sidecar", "none")
 
 
@@ -45,10 +40,18 @@ def config_path() -> Path:
 def load_config(path: Path | None = None) -> Config:
     path = path or config_path()
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return Config()
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PhototagError(f"cannot read config {path}: {exc}") from None
+    if sys.version_info >= (3, 11):  # imported here: most runs have no config file
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise PhototagError(f"cannot read config {path}: {exc}") from None
     known = {f.name for f in fields(Config)}
     unknown = sorted(set(raw) - known)

@@ -15,7 +15,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from phototag import plugins
 from phototag.catalog import MACHINE, Catalog, default_catalog_path
 from phototag.config import Config
 from phototag.errors import PhototagError, UnreadableImage, WriteError
@@ -89,6 +88,8 @@ class Library:
 
     @cached_property
     def backend(self) -> Backend:
+        from phototag import plugins
+
         return plugins.get_backend(self.backend_name)(self.model)
 
     def close(self) -> None:
@@ -103,6 +104,8 @@ class Library:
         if mode == "none":
             yield None
             return
+        from phototag import plugins
+
         available = plugins.writers()
         if "exiftool" not in available:
             raise PhototagError("no metadata writer is loaded; run with --no-write")
@@ -130,6 +133,8 @@ class Library:
 
     def plugins_check(self) -> None:
         """Fail before any work if the chosen backend is not installed."""
+        from phototag import plugins
+
         plugins.get_backend(self.backend_name)
 
     def index(

@@ -8,7 +8,6 @@ module stays cheap (no onnxruntime, torch or pyarrow): ``find`` starts fast.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -143,6 +142,8 @@ class ModelSpec:
 
 
 def _sha256(path: Path) -> str:
+    import hashlib
+
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
