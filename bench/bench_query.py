@@ -29,20 +29,28 @@ from phototag.search import refresh  # noqa: E402
 from phototag.tagging import Tagger  # noqa: E402
 from phototag.words import WordVectors  # noqa: E402
 
+#: runs phototag and reports its own peak RSS (VmHWM: ru_maxrss would include the forked bench)
+PROBE = (
+    "import atexit, sys\n"
+    "def hwm():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmHWM'):\n"
+    "            sys.stderr.write('HWM ' + line.split()[1] + '\\n')\n"
+    "atexit.register(hwm)\n"
+    "from phototag.cli import main\n"
+    "main(sys.argv[1:])\n"
+)
+
 
 def timed(args: list[str]) -> tuple[float, float]:
     """Wall time and peak RSS (MB) of one fresh `phototag` process."""
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "phototag", *args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    _pid, status, usage = os.wait4(proc.pid, 0)
+    done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True)
     elapsed = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise SystemExit(f"phototag {' '.join(args)} failed ({proc.returncode})")
-    return elapsed, usage.ru_maxrss / 1024
+    if done.returncode:
+        raise SystemExit(f"phototag {' '.join(args)} failed: {done.stderr}")
+    hwm = [line for line in done.stderr.splitlines() if line.startswith("HWM ")]
+    return elapsed, int(hwm[-1].split()[1]) / 1024
 
 
 def main() -> None:
