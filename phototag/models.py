@@ -129,7 +129,7 @@ class ModelSpec:
         for name, expected in files.items():
             path = self.path / name
             try:
-                digest = _sha256(path)
+                digest = file_sha256(path)
             except FileNotFoundError:
                 raise ModelError(f"{path}: model file is missing") from None
             except OSError as exc:
@@ -141,7 +141,8 @@ class ModelSpec:
                 )
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (the manifest's integrity check)."""
     import hashlib
 
     h = hashlib.sha256()

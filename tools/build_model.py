@@ -19,7 +19,6 @@ with the useful ones marked), ``vocabulary.txt`` (default tag words) and ``manif
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import sys
@@ -28,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from phototag.models import file_sha256
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = ROOT / "models" / "devise-lite0"
@@ -442,13 +443,6 @@ def verify_onnx(path: Path, model: object) -> None:
 # --------------------------------------------------------------------------- files
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def taxonomy_json(nodes: dict[str, Node]) -> dict:
     ordered = sorted(nodes.values(), key=lambda n: (n.cls is None, n.cls or 0, n.id))
@@ -552,7 +546,7 @@ def manifest(out: Path, files: list[str]) -> dict:
         "name": NAME,
         "version": VERSION,
         "description": "EfficientNet-Lite0 (ImageNet-1k) with a ConSE head into GloVe 6B 50d",
-        "files": {name: sha256(out / name) for name in files},
+        "files": {name: file_sha256(out / name) for name in files},
         "input": {
             "name": "pixels",
             "size": SIZE,

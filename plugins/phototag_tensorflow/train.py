@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from phototag.errors import PhototagError, UnknownWord
+from phototag.models import file_sha256
 
 if TYPE_CHECKING:
     from phototag.catalog import Catalog
@@ -498,13 +499,6 @@ def check_name(name: str, *, force: bool) -> Path:
     return target
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def save_model(
     target: Path,
@@ -540,7 +534,7 @@ def save_model(
         (tmp / "vocabulary.txt").write_text("\n".join(merged) + "\n", encoding="utf-8")
         manifest = _manifest(target.name, base, labels, calibration, training)
         manifest["files"] = {
-            p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.name != "manifest.json"
+            p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.name != "manifest.json"
         }
         manifest["outputs"] = {**base.manifest.get("outputs", {}), "semantic": SEMANTIC}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
