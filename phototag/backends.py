@@ -37,9 +37,16 @@ class Backend(ABC):
     name: ClassVar[str]
     #: photos per inference call; views of a photo always travel together
     batch_size: ClassVar[int] = 16
+    #: images per ``run_batch`` call: small batches keep a CNN's activations in cache
+    #: (EfficientNet-Lite0 on one core: 9.2 ms/image at 4, 13.7 ms/image at 16)
+    run_batch_size: ClassVar[int] = 4
+    #: True if ``run_batch`` may run in several threads at once (the indexer then gives each
+    #: worker its own single-threaded inference instead of sharing one thread pool)
+    concurrent: ClassVar[bool] = False
 
-    def __init__(self, model: ModelSpec) -> None:
+    def __init__(self, model: ModelSpec, *, threads: int | None = None) -> None:
         self.model = model
+        self.threads = threads  # inference threads per call; None: the backend's default
 
     @abstractmethod
     def run_batch(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
@@ -51,7 +58,10 @@ class Backend(ABC):
         if not views:
             return []
         counts = [v.shape[0] for v in views]
-        out = self.run_batch(np.ascontiguousarray(np.concatenate(views), dtype=np.float32))
+        pixels = np.ascontiguousarray(np.concatenate(views), dtype=np.float32)
+        step = max(1, self.run_batch_size)
+        parts = [self.run_batch(pixels[i : i + step]) for i in range(0, len(pixels), step)]
+        out = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
         starts = np.cumsum([0, *counts[:-1]])
         features = np.add.reduceat(out["features"], starts, axis=0) / np.array(counts)[:, None]
         probs = np.add.reduceat(softmax(out["logits"]), starts, axis=0) / np.array(counts)[:, None]

@@ -18,13 +18,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from threading import Lock
 from typing import TYPE_CHECKING, Any
 
 from phototag.catalog import ERROR, MACHINE, USER, Catalog, Photo
 from phototag.errors import PhotoError, UnreadableImage, WriteError
 from phototag.imaging import Decoded, content_hash, decode
 from phototag.scanner import FileEntry, ScanError, check_file, walk
-from phototag.types import Tag
+from phototag.types import Embedding, Tag
 
 if TYPE_CHECKING:
     from phototag.backends import Backend
@@ -128,6 +129,8 @@ class Indexer:
         self.model = model
         self._backend_factory = backend_factory
         self._backend: Backend | None = None
+        self._backend_lock = Lock()
+        self._embed_lock: Any = nullcontext()
         self.tagger = tagger
         self.writer = writer
         self.on_event = on_event or (lambda event: None)
@@ -143,8 +146,11 @@ class Indexer:
     @property
     def backend(self) -> Backend:
         """Created on first need: a run with nothing to embed never loads the model."""
-        if self._backend is None:
-            self._backend = self._backend_factory()
+        with self._backend_lock:
+            if self._backend is None:
+                self._backend = self._backend_factory()
+                if not self._backend.concurrent:  # one inference call at a time
+                    self._embed_lock = Lock()
         return self._backend
 
     # -- public entry points ------------------------------------------------------------------
@@ -279,39 +285,63 @@ class Indexer:
     # -- the pipeline -------------------------------------------------------------------------
 
     def run(self, jobs: list[_Job], summary: Summary) -> None:
-        """Decode ahead on a bounded pool; embed, tag and store in batches."""
+        """Workers decode and embed chunks side by side; this thread tags and stores them.
+
+        Each worker runs its own decode -> inference loop (inference single-threaded when
+        the backend allows concurrent calls), so the cores never sit in an inference
+        thread pool waiting on a core a decoder holds. Memory stays bounded: at most
+        ``2 x workers`` chunks of ``batch_size`` photos are in flight.
+        """
         if not jobs:
             return
         known_hashes = self._known_hashes()
-        batch: list[_Prepared] = []
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="phototag-decode") as pool:
-            window: deque[Future[_Prepared]] = deque()
-            pending = iter(jobs)
-            limit = max(self.batch_size * 2, self.workers * 4)
+        chunks = [jobs[i : i + self.batch_size] for i in range(0, len(jobs), self.batch_size)]
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="phototag-embed") as pool:
+            window: deque[Future[list[tuple[_Prepared, Embedding | None]]]] = deque()
+            pending = iter(chunks)
 
             def refill() -> None:
-                while len(window) < limit:
-                    job = next(pending, None)
-                    if job is None:
+                while len(window) < 2 * self.workers:
+                    chunk = next(pending, None)
+                    if chunk is None:
                         return
-                    window.append(pool.submit(self._prepare, job, known_hashes))
+                    window.append(pool.submit(self._prepare_chunk, chunk, known_hashes))
 
             refill()
             while window:
-                prepared = window.popleft().result()
+                done = window.popleft().result()
                 refill()
+                self._store(done, summary)
+
+    def _prepare_chunk(
+        self, chunk: list[_Job], known_hashes: set[str]
+    ) -> list[tuple[_Prepared, Embedding | None]]:
+        """Runs on the pool: prepare every job, then one inference call for those that need it."""
+        prepared = [self._prepare(job, known_hashes) for job in chunk]
+        todo = [p for p in prepared if p.error is None and p.decoded is not None]
+        embeddings: dict[int, Embedding] = {}
+        if todo:
+            backend = self.backend
+            with self._embed_lock:
+                found = backend.embed_batch([p.decoded.views for p in todo])  # type: ignore[union-attr]
+            embeddings = {id(p): e for p, e in zip(todo, found, strict=True)}
+        return [(p, embeddings.get(id(p))) for p in prepared]
+
+    def _store(self, done: list[tuple[_Prepared, Embedding | None]], summary: Summary) -> None:
+        """In this thread (it owns the catalog): errors, reuses and new vectors, one transaction."""
+        results = []
+        with self.catalog.batch():
+            for p, emb in done:
                 self.on_progress(1)
-                if prepared.error is not None:
-                    self._record_error(prepared, summary)
-                elif prepared.decoded is None:
-                    self._reuse(prepared, summary)
+                if p.error is not None:
+                    self._record_error(p, summary)
+                elif emb is None:
+                    self._reuse(p, summary)
                 else:
-                    batch.append(prepared)
-                    if len(batch) >= self.batch_size:
-                        self._flush(batch, summary)
-                        batch = []
-            if batch:
-                self._flush(batch, summary)
+                    results.append(self._store_embedding(p, emb, summary))
+        for photo_id, path, tags, kind in results:
+            written = self._write_tags(photo_id, path, tags, summary)
+            self.on_event(Event(kind, path, tags=tags, **written))
 
     def _known_hashes(self) -> set[str]:
         rows = self.catalog.conn.execute(
@@ -382,28 +412,22 @@ class Indexer:
         self._write_tags(photo_id, job.entry.path, tags, summary)
         self.on_event(Event("copied", job.entry.path, tags=tags, old_path=source.path))
 
-    def _flush(self, batch: list[_Prepared], summary: Summary) -> None:
-        embeddings = self.backend.embed_batch([p.decoded.views for p in batch])  # type: ignore[union-attr]
-        summary.embedded += len(batch)
-        results = []
-        with self.catalog.batch():
-            for p, emb in zip(batch, embeddings, strict=True):
-                job, decoded = p.job, p.decoded
-                assert decoded is not None
-                tags = self.tagger.tag(emb)
-                photo_id = self.catalog.upsert_photo(
-                    job.root_id, job.relpath, size=p.size, mtime_ns=p.mtime_ns,
-                    content_hash=p.hash, width=decoded.width, height=decoded.height,
-                    taken_at=decoded.taken_at,
-                )  # fmt: skip
-                self.catalog.set_vectors(photo_id, self.model.name, emb.visual, emb.semantic)
-                self.catalog.set_tags(photo_id, tags, source=MACHINE, model=self.model.name)
-                kind = "changed" if job.existing is not None else "new"
-                setattr(summary, kind, getattr(summary, kind) + 1)
-                results.append((photo_id, job.entry.path, tags, kind))
-        for photo_id, path, tags, kind in results:
-            written = self._write_tags(photo_id, path, tags, summary)
-            self.on_event(Event(kind, path, tags=tags, **written))
+    def _store_embedding(
+        self, p: _Prepared, emb: Embedding, summary: Summary
+    ) -> tuple[int, Path, list[Tag], str]:
+        job, decoded = p.job, p.decoded
+        assert decoded is not None
+        summary.embedded += 1
+        tags = self.tagger.tag(emb)
+        photo_id = self.catalog.upsert_photo(
+            job.root_id, job.relpath, size=p.size, mtime_ns=p.mtime_ns, content_hash=p.hash,
+            width=decoded.width, height=decoded.height, taken_at=decoded.taken_at,
+        )  # fmt: skip
+        self.catalog.set_vectors(photo_id, self.model.name, emb.visual, emb.semantic)
+        self.catalog.set_tags(photo_id, tags, source=MACHINE, model=self.model.name)
+        kind = "changed" if job.existing is not None and job.existing.status != "missing" else "new"
+        setattr(summary, kind, getattr(summary, kind) + 1)
+        return photo_id, job.entry.path, tags, kind
 
     def _write_tags(
         self, photo_id: int, path: Path, tags: list[Tag], summary: Summary

@@ -127,9 +127,17 @@ class Library:
         self.plugins_check()
         with self.open_writer(write, dry_run=dry_run) as writer:
             yield Indexer(
-                self.catalog, self.model, lambda: self.backend, self.tagger, writer=writer,
+                self.catalog, self.model, self._indexing_backend, self.tagger, writer=writer,
                 on_event=on_event, on_progress=on_progress, dry_run=dry_run,
             )  # fmt: skip
+
+    def _indexing_backend(self) -> Backend:
+        """For the indexer's workers: single-threaded inference per worker where the backend
+        takes concurrent calls (no shared thread pool stalling on busy cores)."""
+        from phototag import plugins
+
+        cls = plugins.get_backend(self.backend_name)
+        return cls(self.model, threads=1) if cls.concurrent else cls(self.model)
 
     def plugins_check(self) -> None:
         """Fail before any work if the chosen backend is not installed."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,33 +17,40 @@ if TYPE_CHECKING:
 
 class OnnxBackend(Backend):
     name = "onnx"
+    concurrent = True  # onnxruntime sessions accept concurrent run() calls
 
     def __init__(self, model: ModelSpec, *, threads: int | None = None) -> None:
-        super().__init__(model)
+        super().__init__(model, threads=threads)
         self._threads = threads or int(os.environ.get("PHOTOTAG_THREADS", 0)) or os.cpu_count() or 1
         self._session: Any = None
+        self._lock = threading.Lock()
 
     @property
     def session(self) -> Any:
         """One onnxruntime session per backend; imported and created on first use."""
-        if self._session is None:
-            import onnxruntime as ort
-
-            self.model.verify()
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = self._threads
-            options.inter_op_num_threads = 1
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            # the arena keeps the largest batch's activations for the life of the process
-            options.enable_cpu_mem_arena = False
-            # idle inference threads must yield the cores to the decode pool, not spin on them
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self._session = ort.InferenceSession(
-                str(self.model.onnx_path), options, providers=["CPUExecutionProvider"]
-            )
-            self._input = self._session.get_inputs()[0].name
-            self._outputs = [o.name for o in self._session.get_outputs()]
+        with self._lock:
+            if self._session is None:
+                self._session = self._create_session()
         return self._session
+
+    def _create_session(self) -> Any:
+        import onnxruntime as ort
+
+        self.model.verify()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self._threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # the arena keeps the largest batch's activations for the life of the process
+        options.enable_cpu_mem_arena = False
+        # idle inference threads must yield the cores to the decode pool, not spin on them
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = ort.InferenceSession(
+            str(self.model.onnx_path), options, providers=["CPUExecutionProvider"]
+        )
+        self._input = session.get_inputs()[0].name
+        self._outputs = [o.name for o in session.get_outputs()]
+        return session
 
     def run_batch(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         results = self.session.run(self._outputs, {self._input: pixels})

@@ -499,7 +499,6 @@ def check_name(name: str, *, force: bool) -> Path:
     return target
 
 
-
 def save_model(
     target: Path,
     base: ModelSpec,
