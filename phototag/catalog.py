@@ -219,11 +219,9 @@ class Catalog:
         re-homed under it so each file has exactly one row.
         """
         path = Path(os.path.abspath(path))
-        for root_id, root in self.conn.execute("select id, path from roots").fetchall():
-            if path == Path(root):
-                return root_id, root, ""
-            if Path(root) in path.parents:
-                return root_id, root, path.relative_to(root).as_posix()
+        found = self.find_root(path)
+        if found is not None:
+            return found
         with self.batch():
             cur = self.conn.execute("insert into roots (path) values (?)", [str(path)])
             new_id = cur.lastrowid
@@ -238,6 +236,22 @@ class Catalog:
                     )
                     self.conn.execute("delete from roots where id = ?", [old_id])
         return int(new_id), str(path), ""
+
+    def find_root(self, path: Path) -> tuple[int, str, str] | None:
+        """The root holding ``path`` and the path relative to it, or None (nothing is created)."""
+        path = Path(os.path.abspath(path))
+        for root_id, root in self.conn.execute("select id, path from roots").fetchall():
+            if path == Path(root):
+                return root_id, root, ""
+            if Path(root) in path.parents:
+                return root_id, root, path.relative_to(root).as_posix()
+        return None
+
+    def place_file(self, path: Path) -> tuple[int, str, str]:
+        """(root id, root, relpath) of a file: the root holding it, or its folder as a new root."""
+        path = Path(os.path.abspath(path))
+        root_id, root, _prefix = self.root_for(path.parent)
+        return root_id, root, path.relative_to(root).as_posix()
 
     def relocate(self, old: Path, new: Path) -> int:
         """Point a root at its new place (the library moved); returns photos re-pointed."""

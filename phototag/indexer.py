@@ -226,7 +226,7 @@ class Indexer:
             if isinstance(item, ScanError):
                 self._skip(summary, item.path, item.reason)
                 continue
-            root_id, root, relpath = self.catalog.root_for(item.path)
+            root_id, _root, relpath = self.catalog.place_file(item.path)
             row = self.catalog.photo_at(item.path)
             if (
                 row is not None
@@ -251,8 +251,10 @@ class Indexer:
             if row is not None:
                 gone.append(row)
                 continue
-            root_id, _root, prefix = self.catalog.root_for(path)
-            gone.extend(r for r in self.catalog.photos_under(root_id, prefix).values())
+            found = self.catalog.find_root(path)
+            if found is not None:
+                root_id, _root, prefix = found
+                gone.extend(self.catalog.photos_under(root_id, prefix).values())
         self._sweep([g for g in gone if g.status != "missing" and not g.path.exists()], summary)
         return summary
 
@@ -264,8 +266,8 @@ class Indexer:
         moves = []
         if row is not None:
             moves.append((row, new))
-        else:
-            root_id, _root, prefix = self.catalog.root_for(old)
+        elif (found := self.catalog.find_root(old)) is not None:
+            root_id, _root, prefix = found
             for relpath, photo in self.catalog.photos_under(root_id, prefix).items():
                 tail = relpath[len(prefix) :].lstrip("/") if prefix else relpath
                 moves.append((photo, new / tail))
@@ -274,7 +276,7 @@ class Indexer:
                 item = check_file(target)
                 if isinstance(item, ScanError):
                     continue
-                root_id, _root, relpath = self.catalog.root_for(target)
+                root_id, _root, relpath = self.catalog.place_file(target)
                 if (item.size, item.mtime_ns) != (photo.size, photo.mtime_ns):
                     continue  # content changed too: the caller indexes it as new
                 self.catalog.move(photo.id, root_id, relpath, item.size, item.mtime_ns)

@@ -381,7 +381,10 @@ class Watcher:
 
     def _has_photos(self, folder: str) -> bool:
         catalog = self.indexer.catalog
-        root_id, _root, prefix = catalog.root_for(Path(folder))
+        found = catalog.find_root(Path(folder))
+        if found is None:
+            return False
+        root_id, _root, prefix = found
         return any(p.status != "missing" for p in catalog.photos_under(root_id, prefix).values())
 
     def _reconcile(self, root: _Root) -> None:

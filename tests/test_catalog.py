@@ -67,3 +67,12 @@ def test_a_batch_is_all_or_nothing(catalog_path: Path, tmp_path: Path) -> None:
     assert cat.photos_under(root_id, "") == {}
     conn = sqlite3.connect(catalog_path)
     assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
+
+
+def test_files_and_lookups_never_become_roots(catalog_path: Path, tmp_path: Path) -> None:
+    cat = Catalog(catalog_path)
+    assert cat.find_root(tmp_path / "nowhere") is None
+    root_id, root, rel = cat.place_file(tmp_path / "trip" / "a.jpg")
+    assert (root, rel) == (str(tmp_path / "trip"), "a.jpg")
+    assert cat.roots() == [str(tmp_path / "trip")]
+    assert cat.place_file(tmp_path / "trip" / "sub" / "b.jpg")[2] == "sub/b.jpg"
