@@ -164,9 +164,12 @@ def index(
         def on_progress(n: int) -> None:
             bar.update(n)
 
+        def on_plan(total: int) -> None:
+            bar.length = total  # known once the scan is done
+
         summary = library.index(
             list(paths), write=_write_mode(library, no_write, sidecar), dry_run=dry_run,
-            on_event=on_event, on_progress=on_progress,
+            on_event=on_event, on_progress=on_progress, on_plan=on_plan,
         )  # fmt: skip
     if as_json:
         _json({**summary.as_dict(), "dry_run": dry_run})

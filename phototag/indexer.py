@@ -121,6 +121,7 @@ class Indexer:
         writer: Any = None,
         on_event: Callable[[Event], None] | None = None,
         on_progress: Callable[[int], None] | None = None,
+        on_plan: Callable[[int], None] | None = None,
         workers: int | None = None,
         batch_size: int = 16,
         dry_run: bool = False,
@@ -135,6 +136,7 @@ class Indexer:
         self.writer = writer
         self.on_event = on_event or (lambda event: None)
         self.on_progress = on_progress or (lambda n: None)
+        self.on_plan = on_plan or (lambda total: None)
         self.workers = (
             workers
             or int(os.environ.get("PHOTOTAG_DECODE_WORKERS", 0))
@@ -296,6 +298,7 @@ class Indexer:
         """
         if not jobs:
             return
+        self.on_plan(len(jobs))
         known_hashes = self._known_hashes()
         chunks = [jobs[i : i + self.batch_size] for i in range(0, len(jobs), self.batch_size)]
         with ThreadPoolExecutor(self.workers, thread_name_prefix="phototag-embed") as pool:

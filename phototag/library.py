@@ -121,6 +121,7 @@ class Library:
         dry_run: bool = False,
         on_event: Callable[[Event], None] | None = None,
         on_progress: Callable[[int], None] | None = None,
+        on_plan: Callable[[int], None] | None = None,
     ) -> Iterator[Indexer]:
         from phototag.indexer import Indexer
 
@@ -128,7 +129,7 @@ class Library:
         with self.open_writer(write, dry_run=dry_run) as writer:
             yield Indexer(
                 self.catalog, self.model, self._indexing_backend, self.tagger, writer=writer,
-                on_event=on_event, on_progress=on_progress, dry_run=dry_run,
+                on_event=on_event, on_progress=on_progress, on_plan=on_plan, dry_run=dry_run,
             )  # fmt: skip
 
     def _indexing_backend(self) -> Backend:
@@ -156,7 +157,11 @@ class Library:
         on_progress: Callable[[int], None] | None = None,
     ) -> Summary:
         with self.indexer(
-            write=write, dry_run=dry_run, on_event=on_event, on_progress=on_progress
+            write=write,
+            dry_run=dry_run,
+            on_event=on_event,
+            on_progress=on_progress,
+            on_plan=on_plan,
         ) as indexer:
             summary = indexer.index(paths)
         if not dry_run:
