@@ -74,9 +74,9 @@ def cli(
 ) -> None:
     """Tag and search photos with a visual-semantic model, offline."""
     library = Library(
-        catalog, backend=backend, model=model, config=load_config(), vocabulary=vocabulary
-    )
-    library.verbose = verbose  # type: ignore[attr-defined]
+        catalog, backend=backend, model=model, config=load_config(), vocabulary=vocabulary,
+        verbose=verbose,
+    )  # fmt: skip
     ctx.obj = library
     ctx.call_on_close(library.close)
 
@@ -152,7 +152,7 @@ def index(
 ) -> None:  # fmt: skip
     """Index folders and files: embed new or changed photos, tag them, write the tags."""
     library = _library(ctx)
-    printer = EventPrinter(verbose=library.verbose, dry_run=dry_run)  # type: ignore[attr-defined]
+    printer = EventPrinter(verbose=library.verbose, dry_run=dry_run)
     show_bar = sys.stderr.isatty() and not as_json
     with click.progressbar(length=0, label="indexing", file=sys.stderr, hidden=not show_bar) as bar:
 
@@ -288,7 +288,7 @@ def plugins_command(as_json: bool) -> None:
 def untag(ctx: click.Context, paths: tuple[Path, ...], sidecar: bool, dry_run: bool) -> None:
     """Remove phototag's machine tags from photos (or sidecars) and the catalog."""
     library = _library(ctx)
-    printer = EventPrinter(verbose=library.verbose, dry_run=dry_run)  # type: ignore[attr-defined]
+    printer = EventPrinter(verbose=library.verbose, dry_run=dry_run)
     summary = library.untag(
         list(paths), mode="sidecar" if sidecar else "embed", dry_run=dry_run, on_event=printer
     )

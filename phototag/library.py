@@ -61,8 +61,10 @@ class Library:
         model: str | None = None,
         config: Config | None = None,
         vocabulary: Path | str | None = None,
+        verbose: int = 0,
     ) -> None:
         self.config = config or Config()
+        self.verbose = verbose
         path = catalog_path or self.config.catalog or os.environ.get("PHOTOTAG_CATALOG")
         self.catalog_path = Path(path).expanduser() if path else default_catalog_path()
         self.backend_name = backend or self.config.backend

@@ -696,7 +696,7 @@ def watch_command(
 
     library = ctx.find_object(Library)
     assert library is not None
-    printer = EventPrinter(verbose=max(1, getattr(library, "verbose", 0)), json_lines=as_json)
+    printer = EventPrinter(verbose=max(1, library.verbose), json_lines=as_json)
 
     def say(message: str) -> None:
         click.echo(message, err=True)
