@@ -37,6 +37,8 @@ _W = TypeVar("_W", bound="TagWriter")
 #: phototag's temp files start with this (the watcher and the scanner ignore them)
 TEMP_PREFIX = ".phototag-tmp-"
 CONFIG_FILE = Path(__file__).with_name("exiftool.config")
+#: XMP namespace URI of the machine-tag record: an identifier written into files, never fetched
+#: (the reserved .invalid TLD can never resolve or clash)
 NAMESPACE = "http://ns.phototag.invalid/1.0/"
 MODES = ("embed", "sidecar")
 IPTC_KEYWORD_MAX_BYTES = 64
