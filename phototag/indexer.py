@@ -108,6 +108,15 @@ def file_hash(path: Path) -> tuple[str, os.stat_result]:
     return content_hash(data), st
 
 
+def remember_rewrite(catalog: Catalog, photo_id: int, path: Path) -> None:
+    """phototag itself rewrote ``path``: store its new size, mtime and hash, so neither the
+    next scan nor the watcher mistakes the write for a change (and moves still match)."""
+    new_hash, st = file_hash(path)
+    catalog.update_file_state(
+        photo_id, size=st.st_size, mtime_ns=st.st_mtime_ns, content_hash=new_hash
+    )
+
+
 class Indexer:
     """Keeps the catalog (and, with a writer, the photos' metadata) in step with the disk."""
 
@@ -449,10 +458,7 @@ class Indexer:
         with self.catalog.batch():
             self.catalog.set_tags(photo_id, [Tag(k, 1.0) for k in user], source=USER)
             if outcome.changed and outcome.target == path and not self.dry_run:
-                new_hash, st = file_hash(path)
-                self.catalog.update_file_state(
-                    photo_id, size=st.st_size, mtime_ns=st.st_mtime_ns, content_hash=new_hash
-                )
+                remember_rewrite(self.catalog, photo_id, path)
         if outcome.changed:
             summary.written += 1
         return {"written": outcome.target, "changes": (outcome.added, outcome.removed)}

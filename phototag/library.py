@@ -293,7 +293,7 @@ class Library:
         on_event: Callable[[Event], None] | None = None,
     ) -> Summary:
         """Remove phototag's machine tags from files (or sidecars) and the catalog."""
-        from phototag.indexer import Event, Summary, file_hash
+        from phototag.indexer import Event, Summary, remember_rewrite
         from phototag.scanner import ScanError, walk
 
         emit = on_event or (lambda event: None)
@@ -323,11 +323,7 @@ class Library:
                     with self.catalog.batch():
                         self.catalog.set_tags(row.id, [], source=MACHINE)
                         if outcome.changed and outcome.target == item.path:
-                            digest, st = file_hash(item.path)
-                            self.catalog.update_file_state(
-                                row.id, size=st.st_size, mtime_ns=st.st_mtime_ns,
-                                content_hash=digest,
-                            )  # fmt: skip
+                            remember_rewrite(self.catalog, row.id, item.path)
         return summary
 
     def models(self) -> list[dict[str, Any]]:
