@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
+from functools import cached_property
 from itertools import islice
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from phototag.detection import class_evidence
 from phototag.types import Embedding
 
 if TYPE_CHECKING:
+    from phototag.detection import Detection, Detector
     from phototag.models import ModelSpec
 
 
@@ -53,8 +56,23 @@ class Backend(ABC):
         """Run the graph on ``pixels`` [N,3,H,W]: return ``features`` and ``logits``
         (and ``semantic`` when the graph has its own semantic head), one row per input."""
 
-    def embed_batch(self, views: Sequence[np.ndarray]) -> list[Embedding]:
-        """Embed photos given as view stacks [V,3,H,W]; one inference call for all of them."""
+    @cached_property
+    def detector(self) -> Detector | None:
+        """The model's detector stage, in onnxruntime whichever backend this is."""
+        spec = self.model.detector
+        if spec is None:
+            return None
+        from phototag.detection import Detector
+
+        return Detector(self.model, spec, threads=self.threads or 1)
+
+    def embed_batch(
+        self,
+        views: Sequence[np.ndarray],
+        images: Sequence[tuple[np.ndarray, tuple[int, int]] | None] | None = None,
+    ) -> list[Embedding]:
+        """Embed photos given as view stacks [V,3,H,W]; one inference call for all of them.
+        ``images`` are the detector's inputs (``Decoded.detector_image``), one per photo."""
         if not views:
             return []
         counts = [v.shape[0] for v in views]
@@ -65,16 +83,37 @@ class Backend(ABC):
         starts = np.cumsum([0, *counts[:-1]])
         features = np.add.reduceat(out["features"], starts, axis=0) / np.array(counts)[:, None]
         probs = np.add.reduceat(softmax(out["logits"]), starts, axis=0) / np.array(counts)[:, None]
-        if "semantic" in out:
+        objects = self._detect(images, len(views))
+        evidence = None
+        if self.model.detector is not None:
+            classes = self.model.detector.classes
+            evidence = np.stack([class_evidence(o, classes) for o in objects])
+        if "semantic" in out:  # a trained model's graph has its own semantic head
             semantic = np.add.reduceat(l2_normalise(out["semantic"]), starts, axis=0)
+            head = self.model.devise_head
+            projected = head.project(features, evidence) if head is not None else None
         else:
-            semantic = self.model.semantic_from_probs(probs)
+            semantic, projected = self.model.semantic(features, probs, evidence)
         visual = l2_normalise(features)
         semantic = l2_normalise(semantic)
         return [
-            Embedding(visual=visual[i], semantic=semantic[i], probs=probs[i].astype(np.float32))
+            Embedding(
+                visual=visual[i], semantic=semantic[i], probs=probs[i].astype(np.float32),
+                objects=objects[i], projection=None if projected is None else projected[i],
+            )  # fmt: skip
             for i in range(len(views))
         ]
+
+    def _detect(self, images: Sequence[Any] | None, n: int) -> list[list[Detection]]:
+        detector = self.detector
+        if detector is None or images is None:
+            return [[] for _ in range(n)]
+        todo = [i for i, im in enumerate(images) if im is not None]
+        found = detector.detect([images[i] for i in todo]) if todo else []
+        out: list[list[Detection]] = [[] for _ in range(n)]
+        for i, dets in zip(todo, found, strict=True):
+            out[i] = dets
+        return out
 
     def embed(self, views: Iterable[np.ndarray]) -> Iterator[Embedding]:
         """Embed a stream of photos in batches of ``batch_size``, preserving order."""

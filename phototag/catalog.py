@@ -22,11 +22,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from phototag.errors import CatalogError
+from phototag.types import Tag
 
 if TYPE_CHECKING:
     import sqlite_utils
     from sqlite_utils.migrations import Migrations
-from phototag.types import Tag
+
+    from phototag.detection import Detection
 
 MIGRATION_SET = "phototag"
 
@@ -90,8 +92,27 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db.execute("create table meta (key text primary key, value text)")
 
 
+def m002_objects(db: sqlite_utils.Database) -> None:
+    """Detected objects per photo and model: label, score, box normalised to 0..1."""
+    db.execute(
+        """
+        create table objects (
+            photo_id integer not null references photos(id) on delete cascade,
+            model text not null,
+            label text not null,
+            score real not null,
+            x1 real not null,
+            y1 real not null,
+            x2 real not null,
+            y2 real not null
+        )"""
+    )
+    db.execute("create index objects_photo on objects(photo_id, model)")
+    db.execute("create index objects_label on objects(label)")
+
+
 #: Append-only: a migration that has shipped is never edited, only followed by a new one.
-MIGRATIONS = [m001_initial]
+MIGRATIONS = [m001_initial, m002_objects]
 
 
 def migrations() -> Migrations:
@@ -398,6 +419,12 @@ class Catalog:
             "select ?, model, ? , visual, semantic from vectors where photo_id = ?",
             [target_id, seq, source_id],
         )
+        self.conn.execute("delete from objects where photo_id = ?", [target_id])
+        self.conn.execute(
+            "insert into objects (photo_id, model, label, score, x1, y1, x2, y2) "
+            "select ?, model, label, score, x1, y1, x2, y2 from objects where photo_id = ?",
+            [target_id, source_id],
+        )
         self.conn.execute(
             "delete from tags where photo_id = ? and source = ?", [target_id, MACHINE]
         )
@@ -504,6 +531,28 @@ class Catalog:
             "values (?, ?, ?, ?, ?, ?)",
             [(photo_id, t.tag, t.score, source, model, t.hierarchy) for t in tags],
         )
+
+    def set_objects(self, photo_id: int, model: str, objects: Sequence[Detection]) -> None:
+        """Replace one model's detected objects of a photo."""
+        self.conn.execute(
+            "delete from objects where photo_id = ? and model = ?", [photo_id, model]
+        )
+        self.conn.executemany(
+            "insert into objects (photo_id, model, label, score, x1, y1, x2, y2) "
+            "values (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(photo_id, model, o.label, o.score, *o.box) for o in objects],
+        )
+
+    def objects_of(self, photo_id: int, model: str) -> list[Detection]:
+        """A photo's detected objects under ``model``, best first."""
+        from phototag.detection import Detection
+
+        rows = self.conn.execute(
+            "select label, score, x1, y1, x2, y2 from objects "
+            "where photo_id = ? and model = ? order by score desc",
+            [photo_id, model],
+        )
+        return [Detection(label, score, (x1, y1, x2, y2)) for label, score, x1, y1, x2, y2 in rows]
 
     def tags_of(self, photo_ids: Iterable[int]) -> dict[int, list[tuple[Tag, str]]]:
         """Tags per photo as (Tag, source), user tags first, then by score."""

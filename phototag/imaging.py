@@ -35,6 +35,8 @@ class Decoded:
     width: int  # of the stored image, before orientation
     height: int
     taken_at: str | None  # ISO 8601 from EXIF, when the camera wrote one
+    #: the detector's input made from the same draft (uint8 canvas, content size), if any
+    detector_image: tuple[np.ndarray, tuple[int, int]] | None = None
 
 
 def content_hash(data: bytes) -> str:
@@ -122,11 +124,16 @@ def open_image(
 
 def decode(path: Path, data: bytes, spec: ModelSpec) -> Decoded:
     """Bytes of a photo to the views the model expects."""
+    from phototag.detection import detector_input
     from phototag.preprocess import draft_size, views
 
     img, width, height, taken_at = open_image(path, data, min_short_side=draft_size(spec))
     try:
         stack = views(img, spec)
+        detector = spec.detector
+        canvas = detector_input(img, detector.max_side) if detector is not None else None
     except (OSError, ValueError) as exc:
         raise UnreadableImage(path, f"could not prepare image ({exc})") from None
-    return Decoded(views=stack, width=width, height=height, taken_at=taken_at)
+    return Decoded(
+        views=stack, width=width, height=height, taken_at=taken_at, detector_image=canvas
+    )

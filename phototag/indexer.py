@@ -337,7 +337,10 @@ class Indexer:
         if todo:
             backend = self.backend
             with self._embed_lock:
-                found = backend.embed_batch([p.decoded.views for p in todo])  # type: ignore[union-attr]
+                found = backend.embed_batch(
+                    [p.decoded.views for p in todo],  # type: ignore[union-attr]
+                    [p.decoded.detector_image for p in todo],  # type: ignore[union-attr]
+                )
             embeddings = {id(p): e for p, e in zip(todo, found, strict=True)}
         return [(p, embeddings.get(id(p))) for p in prepared]
 
@@ -439,6 +442,7 @@ class Indexer:
         )  # fmt: skip
         self.catalog.set_vectors(photo_id, self.model.name, emb.visual, emb.semantic)
         self.catalog.set_tags(photo_id, tags, source=MACHINE, model=self.model.name)
+        self.catalog.set_objects(photo_id, self.model.name, emb.objects)
         kind = "changed" if job.existing is not None and job.existing.status != "missing" else "new"
         setattr(summary, kind, getattr(summary, kind) + 1)
         return photo_id, job.entry.path, tags, kind

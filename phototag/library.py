@@ -189,18 +189,25 @@ class Library:
     def find(self, phrase: str, *, limit: int = 20) -> list[Hit]:
         """Photos nearest to a word or phrase, rewarding photos tagged with it or its hyponyms."""
         from phototag.search import VectorIndex
-        from phototag.tagging import word_scores
+        from phototag.tagging import query_terms, word_scores
         from phototag.words import WordVectors
 
         query = WordVectors(self.tagger.words).vector(phrase)
-        tagged = self.catalog.photos_tagged(self.tagger.hyponyms(phrase) | {phrase.lower()})
+        terms = query_terms(phrase, self.tagger)
+        # per term, the photos tagged with it or a hyponym (user keywords included)
+        tagged = [self.catalog.photos_tagged(self.tagger.hyponyms(t) | {t}) for t in terms]
+        best: dict[int, float] = {}
+        for found in tagged:
+            for pid, score in found.items():
+                best[pid] = best.get(pid, 0.0) + score / len(tagged)
         index = VectorIndex(self.catalog, self.model.name, "semantic")
         candidates = [pid for pid, _ in index.query(query, max(limit * 5, 50))]
-        candidates += sorted(set(tagged) - set(candidates), key=lambda p: -tagged[p])[: limit * 5]
+        candidates += sorted(set(best) - set(candidates), key=lambda p: -best[p])[: limit * 5]
         if not candidates:
             return []
         ids, semantic = self.catalog.vectors_of(candidates, self.model.name, "semantic")
-        scores = word_scores(query, semantic, [{"hit": tagged.get(i, 0.0)} for i in ids], {"hit"})
+        per_photo = [{str(k): found.get(i, 0.0) for k, found in enumerate(tagged)} for i in ids]
+        scores = word_scores(query, semantic, per_photo, [{str(k)} for k in range(len(tagged))])
         ranked = sorted(zip(ids, scores.tolist(), strict=True), key=lambda item: -item[1])
         return self._hits(ranked[:limit])
 
@@ -249,7 +256,10 @@ class Library:
         except OSError as exc:
             raise UnreadableImage(image, (exc.strerror or str(exc)).lower()) from None
         decoded = decode(image, data, self.model)
-        return self.backend.embed_batch([decoded.views])[0], content_hash(data)
+        return (
+            self.backend.embed_batch([decoded.views], [decoded.detector_image])[0],
+            content_hash(data),
+        )
 
     def tags(self, image: Path) -> PhotoTags:
         """Tags of one photo: from the catalog when current, else computed now."""

@@ -13,11 +13,15 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from phototag.errors import ModelError
+
+if TYPE_CHECKING:
+    from phototag.detection import DetectorSpec
+    from phototag.devise import DeviseHead
 
 DEFAULT_MODEL = "devise-lite0"
 MANIFEST = "manifest.json"
@@ -104,12 +108,60 @@ class ModelSpec:
         except (OSError, ValueError) as exc:
             raise ModelError(f"{path}: unreadable class vectors ({exc})") from None
 
+    # ---------------------------------------------------------------- stages
+    @cached_property
+    def detector(self) -> DetectorSpec | None:
+        """The object detector stage (``detector`` section), or None for a model without."""
+        section = self.manifest.get("detector")
+        if not section:
+            return None
+        from phototag.detection import DetectorSpec
+
+        try:
+            return DetectorSpec.from_manifest(section)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{self.path / MANIFEST}: bad detector section ({exc})") from None
+
+    @cached_property
+    def devise_head(self) -> DeviseHead | None:
+        """The trained DeViSE head (``semantic_head.kind == "devise"``, or ``devise_head``
+        in a model trained by ``phototag train`` on top of one), loaded once."""
+        head = self.manifest.get("semantic_head", {})
+        # a model trained on top of this one keeps the head for its scene words
+        if head.get("kind") == "devise":
+            name = head.get("head", "devise_head.npz")
+        else:
+            name = self.manifest.get("devise_head")
+        if not name:
+            return None
+        from phototag.devise import DeviseHead
+
+        return DeviseHead.load(self.path / name)
+
+    def semantic(
+        self, features: np.ndarray, probs: np.ndarray, evidence: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """[N, D] semantic vectors and the DeViSE head's own points (None without a head).
+
+        With a trained head the semantic vector is its point blended with the ConSE vector
+        (``conse_weight``), which keeps fine-grained ImageNet words near; without one it is
+        the ConSE vector alone."""
+        conse = self.semantic_from_probs(probs)
+        head = self.devise_head
+        if head is None:
+            return conse, None
+        projected = head.project(features, evidence)
+        weight = float(self.manifest["semantic_head"].get("conse_weight", 0.5))
+        blend = projected + weight * conse
+        norms = np.linalg.norm(blend, axis=1, keepdims=True)
+        return (blend / np.maximum(norms, 1e-12)).astype(np.float32), projected
+
     def semantic_from_probs(self, probs: np.ndarray) -> np.ndarray:
         """ConSE (Norouzi et al. 2014): the probability-weighted mean of the word vectors of
         the top-T classes, L2-normalised. [N, C] -> [N, D]."""
         head = self.manifest.get("semantic_head", {})
         kind = head.get("kind", "conse")
-        if kind != "conse":
+        if kind not in ("conse", "devise"):
             raise ModelError(f"{self.name}: semantic head '{kind}' is computed by the graph")
         probs = np.atleast_2d(np.asarray(probs, dtype=np.float32))
         vectors = self.class_vectors()

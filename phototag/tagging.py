@@ -28,6 +28,8 @@ from phototag.labels import LabelScorer
 from phototag.types import Embedding, Tag
 
 if TYPE_CHECKING:
+    from phototag.calibration import Calibration
+    from phototag.devise import DeviseHead
     from phototag.models import ModelSpec
     from phototag.words import WordVectors
 
@@ -102,6 +104,13 @@ class Tagger:
         self._member_matrix: np.ndarray | None = None
         self._free_member: np.ndarray | None = None
         self._order = [e.word for e in entries] + free
+        #: the trained stages (set by ``from_model`` for a model that has them)
+        self.calibration: Calibration | None = None
+        self.head: DeviseHead | None = None
+        self.object_words: dict[str, str] = {}
+        self.hierarchies: dict[str, str] = {}
+        #: a user's vocabulary file restricts every stage's words to it
+        self.restricted = False
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -140,6 +149,16 @@ class Tagger:
             words=words,
         )
         tagger.labels = LabelScorer.from_model(spec)
+        tagger.restricted = vocabulary is not None
+        calibration = tagging.get("calibration")
+        if calibration:
+            from phototag.calibration import Calibration
+
+            tagger.calibration = Calibration.load(spec.path / calibration)
+            tagger.head = spec.devise_head
+            detector = spec.manifest.get("detector", {})
+            tagger.object_words = dict(detector.get("words", {}))
+            tagger.hierarchies = dict(tagging.get("hierarchies", {}))
         return tagger
 
     def _nodes_for(self, word: str) -> list[dict[str, Any]]:
@@ -217,8 +236,60 @@ class Tagger:
         lifted = np.clip((mass - prior) / np.maximum(1.0 - prior, 1e-6), 0.0, 1.0)
         return dict(zip(self._order, map(float, lifted), strict=True))
 
+    def candidates(
+        self, emb: Embedding, projection: np.ndarray | None = None
+    ) -> dict[tuple[str, str], float]:
+        """Raw evidence for each (stage, word): the detector's objects, the DeViSE head's
+        cosines to its trained words (``projection`` overrides the embedding's point, for
+        the build tool's held-out folds), the ImageNet taxonomy's class mass."""
+        from phototag.detection import object_words
+
+        raw: dict[tuple[str, str], float] = {}
+        for word, score in object_words(emb.objects, self.object_words).items():
+            raw[("detector", word)] = score
+        point = projection if projection is not None else emb.projection
+        if self.head is not None and point is not None:
+            cosines = self.head.word_cosines(point)[0]
+            for word, cos in zip(self.head.words, cosines, strict=True):
+                raw[("head", word)] = float(cos)
+        for word, score in self.scores(np.asarray(emb.probs, dtype=np.float32)).items():
+            if score > 0.0:
+                raw[("taxonomy", word)] = score
+        if self.restricted:
+            allowed = set(self.words)
+            raw = {k: v for k, v in raw.items() if k[1] in allowed}
+        return raw
+
+    def _calibrated_tags(self, emb: Embedding) -> list[Tag]:
+        """The words whose calibrated probability clears their own threshold, most specific
+        and likely first."""
+        assert self.calibration is not None
+        kept = self.calibration.written(self.calibration.combine(self.candidates(emb)))
+        p = np.asarray(emb.probs, dtype=np.float32)
+        ranked = []
+        for word, prob in kept.items():
+            entry = self._entry_of.get(word)
+            breadth = entry.breadth if entry else 0.0
+            ranked.append((prob * (1 - BREADTH_PENALTY * breadth), word, prob))
+        ranked.sort(key=lambda r: (-r[0], len(r[1]), r[1]))
+        tags = []
+        for _, word, prob in ranked[: self.max_count]:
+            entry = self._entry_of.get(word)
+            hierarchy = self.hierarchies.get(word) or (
+                self._best_path(entry, p) if entry else word
+            )
+            tags.append(Tag(tag=word, score=round(prob, 4), hierarchy=hierarchy))
+        return tags
+
     def tag(self, emb: Embedding) -> list[Tag]:
         """Tags above the threshold, at most ``max_count``, best first."""
+        if self.calibration is not None:
+            tags = self._calibrated_tags(emb)
+            if self.labels is not None:
+                tags = self.labels.merge_tags(
+                    emb, tags, threshold=self.threshold, max_count=self.max_count
+                )
+            return tags
         p = np.asarray(emb.probs, dtype=np.float32)
         ranked = []
         for word, score in self.scores(p).items():
@@ -292,30 +363,58 @@ def word_scores(
     word_vector: np.ndarray,
     semantic: np.ndarray,
     tags: Sequence[Iterable[Any] | Mapping[str, float]] | None,
-    hyponyms: set[str],
+    hyponyms: set[str] | Sequence[set[str]],
     *,
     reward: float = REWARD,
 ) -> np.ndarray:
     """Scores of photos for a query word: cosine of the word vector and each unit semantic
     vector [N, D], plus ``reward`` times the best score among the photo's tags that are the
     word or a hyponym. ``tags[i]`` is photo i's tags (``Tag``s, (tag, score) pairs or a
-    mapping). Divided by 1 + reward so a perfect match scores 1."""
+    mapping). ``hyponyms`` may be one set per query term (``query_terms``): the reward is
+    then the mean over terms. Divided by 1 + reward so a perfect match scores 1."""
     semantic = np.atleast_2d(np.asarray(semantic, dtype=np.float32))
     cos = semantic @ np.asarray(word_vector, dtype=np.float32)
     if tags is None or not hyponyms or reward == 0:
         return cos
-    bonus = np.array(
-        [max((s for t, s in _tag_items(photo) if t in hyponyms), default=0.0) for photo in tags],
-        dtype=np.float32,
-    )
+    terms = [hyponyms] if isinstance(hyponyms, set) else list(hyponyms)
+    bonus = term_bonus(tags, terms)
     return (cos + reward * bonus) / (1.0 + reward)
+
+
+def query_terms(phrase: str, tagger: Tagger) -> list[str]:
+    """The taggable parts of a query: the phrase itself when it is a tag word ("living
+    room", "golden retriever"), else its words that are ("people on the beach" -> people,
+    beach; "red car" -> car). Each term's tags count towards a photo's reward."""
+    from phototag.words import STOP_WORDS
+
+    phrase = " ".join(phrase.lower().split())
+    if phrase in tagger.words or tagger.hyponyms(phrase):
+        return [phrase]
+    words = [w for w in phrase.split() if w not in STOP_WORDS]
+    return [w for w in words if w in tagger.words or tagger.hyponyms(w)]
+
+
+def term_bonus(
+    tags: Sequence[Iterable[Any] | Mapping[str, float]], term_hyponyms: Sequence[set[str]]
+) -> np.ndarray:
+    """[N] the mean over query terms of each photo's best tag score under that term: a
+    photo must carry every term's tag to get the whole reward."""
+    if not term_hyponyms:
+        return np.zeros(len(tags), dtype=np.float32)
+    out = np.zeros(len(tags), dtype=np.float32)
+    for i, photo in enumerate(tags):
+        items = list(_tag_items(photo))
+        out[i] = sum(
+            max((s for t, s in items if t in hyp), default=0.0) for hyp in term_hyponyms
+        ) / len(term_hyponyms)
+    return out
 
 
 def rank_for_word(
     word_vector: np.ndarray,
     semantic: np.ndarray,
     tags: Sequence[Iterable[Any] | Mapping[str, float]] | None,
-    hyponyms: set[str],
+    hyponyms: set[str] | Sequence[set[str]],
     *,
     limit: int | None = None,
     reward: float = REWARD,

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from phototag.detection import Detection
 
 
 @dataclass(frozen=True)
@@ -28,3 +32,7 @@ class Embedding:
     visual: np.ndarray  # pooled CNN features, for `similar`
     semantic: np.ndarray  # point in the word space, for `find --word` and tags
     probs: np.ndarray = field(repr=False)  # class probabilities (softmax), for tags
+    #: the detector's objects (people, dogs, chairs), best first; empty without a detector
+    objects: list[Detection] = field(default_factory=list)
+    #: the trained DeViSE head's point in the word space, for its words' tag scores
+    projection: np.ndarray | None = field(default=None, repr=False)

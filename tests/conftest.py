@@ -31,17 +31,21 @@ class FakeBackend(Backend):
     calls = 0
     photos = 0
 
-    def embed_batch(self, views):  # type: ignore[no-untyped-def]
+    #: no detector: the fake is about the pipeline, fast and deterministic
+    detector = None
+
+    def embed_batch(self, views, images=None):  # type: ignore[no-untyped-def]
         """Counts inference calls and photos (what batching tests look at)."""
         FakeBackend.calls += 1
         FakeBackend.photos += len(views)
-        return super().embed_batch(views)
+        return super().embed_batch(views, images)
 
     def run_batch(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         n = len(pixels)
         pooled = pixels.reshape(n, 3, 14, 16, 14, 16).mean(axis=(3, 5)).reshape(n, -1)
         rng = np.random.default_rng(0)
-        w_feat = rng.standard_normal((pooled.shape[1], 64)).astype(np.float32)
+        # as wide as the real backbone's features, so the model's DeViSE head applies
+        w_feat = rng.standard_normal((pooled.shape[1], 1280)).astype(np.float32)
         w_logit = rng.standard_normal((pooled.shape[1], 1000)).astype(np.float32)
         return {"features": pooled @ w_feat, "logits": (pooled @ w_logit) * 0.5}
 

@@ -527,6 +527,9 @@ def save_model(
         class_vectors = base.file("semantic_head.class_vectors", "class_vectors.npy")
         if class_vectors.is_file():
             shutil.copyfile(class_vectors, tmp / "class_vectors.npy")
+        for name in base.manifest.get("files", {}):  # the detector, head, calibration
+            if not (tmp / name).exists() and base.path / name != base.onnx_path:
+                shutil.copyfile(base.path / name, tmp / name)
         vocabulary = base.file("tagging.vocabulary", "vocabulary.txt")
         words = vocabulary.read_text(encoding="utf-8").splitlines() if vocabulary.is_file() else []
         merged = sorted({w for w in words if w.strip()} | set(labels))
@@ -561,6 +564,9 @@ def _manifest(
         f"{base.name} with a DeViSE head trained by phototag train on {len(labels)} labels"
     )
     m["onnx"] = "model.onnx"
+    base_head = base.manifest.get("semantic_head", {})
+    if base_head.get("kind") == "devise":  # keep the base's trained scene words
+        m["devise_head"] = base_head.get("head", "devise_head.npz")
     m["base_model"] = {"name": base.name, "version": base.version}
     m["semantic_head"] = {
         "kind": "graph",

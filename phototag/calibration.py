@@ -1,0 +1,171 @@
+"""Calibrated words: a raw score from any stage -> the chance that the word is right.
+
+Three stages propose words with raw scores that mean different things: the detector's box
+score (``dog`` 0.41), the DeViSE head's cosine to a trained word (``beach`` 0.62) and the
+ImageNet classes' probability mass under a taxonomy word (``espresso`` 0.88). Each
+(stage, word) pair gets a logistic (Platt) map from its raw score to a probability, fitted
+by ``tools/build_head.py`` on photos labelled by hand and shrunk towards its stage's pooled
+fit when the word has few photos. Each word then gets its own threshold: the lowest
+probability at which, on those photos, the word was right at least 80 % of the time. A
+word that never reaches that is not written at all (``dropped``).
+
+The fitted numbers live in the model folder (``calibration.json``); this module applies
+them and holds the fitting code the build tool uses, so both sides agree by construction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from phototag.errors import ModelError
+
+#: the share of written tags that must be right, on the labelled photos
+TARGET_PRECISION = 0.8
+#: pseudo-photos (at the target precision) added to each word's count when choosing its
+#: threshold: a word seen right on 2 of 2 photos is not yet proven
+PRIOR_PHOTOS = 2.0
+#: no word is written below this probability, however its photos went
+MIN_PROBABILITY = 0.5
+
+
+def sigmoid(x: float | np.ndarray) -> Any:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))
+
+
+@dataclass(frozen=True)
+class Platt:
+    slope: float
+    bias: float
+
+    def __call__(self, raw: float) -> float:
+        return float(sigmoid(self.slope * raw + self.bias))
+
+    def as_list(self) -> list[float]:
+        return [round(self.slope, 5), round(self.bias, 5)]
+
+
+@dataclass
+class Calibration:
+    """Per (stage, word) Platt maps, per word thresholds, and the stage defaults."""
+
+    maps: dict[tuple[str, str], Platt] = field(default_factory=dict)
+    defaults: dict[str, Platt] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    default_threshold: float = 0.9
+    dropped: set[str] = field(default_factory=set)
+    #: a word that, when written, makes these words redundant or wrong (people -> person)
+    excludes: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> Calibration:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            maps = {
+                (stage, word): Platt(*pair)
+                for stage, words in data["maps"].items()
+                for word, pair in words.items()
+            }
+            return cls(
+                maps=maps,
+                defaults={s: Platt(*p) for s, p in data["defaults"].items()},
+                thresholds={w: float(t) for w, t in data["thresholds"].items()},
+                default_threshold=float(data.get("default_threshold", 0.9)),
+                dropped=set(data.get("dropped", [])),
+                excludes={w: list(v) for w, v in data.get("excludes", {}).items()},
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"{path}: unreadable calibration ({exc})") from None
+
+    def as_json(self) -> dict[str, Any]:
+        maps: dict[str, dict[str, list[float]]] = {}
+        for (stage, word), platt in sorted(self.maps.items()):
+            maps.setdefault(stage, {})[word] = platt.as_list()
+        return {
+            "target_precision": TARGET_PRECISION,
+            "defaults": {s: p.as_list() for s, p in sorted(self.defaults.items())},
+            "maps": maps,
+            "thresholds": {w: round(t, 4) for w, t in sorted(self.thresholds.items())},
+            "default_threshold": self.default_threshold,
+            "dropped": sorted(self.dropped),
+            "excludes": self.excludes,
+        }
+
+    def probability(self, stage: str, word: str, raw: float) -> float:
+        platt = self.maps.get((stage, word)) or self.defaults.get(stage)
+        return platt(raw) if platt is not None else float(raw)
+
+    def threshold(self, word: str) -> float:
+        return self.thresholds.get(word, self.default_threshold)
+
+    def combine(self, raw: Mapping[tuple[str, str], float]) -> dict[str, float]:
+        """Every word's probability: the best over the stages that proposed it."""
+        best: dict[str, float] = {}
+        for (stage, word), value in raw.items():
+            p = self.probability(stage, word, value)
+            if p > best.get(word, -1.0):
+                best[word] = p
+        return best
+
+    def written(self, probs: Mapping[str, float]) -> dict[str, float]:
+        """The words that clear their own threshold (dropped words never do), after the
+        exclusions (a photo with ``people`` is not also tagged ``person``)."""
+        kept = {
+            w: p for w, p in probs.items() if w not in self.dropped and p >= self.threshold(w)
+        }
+        for word in list(kept):
+            for other in self.excludes.get(word, []):
+                kept.pop(other, None)
+        return kept
+
+
+# -------------------------------------------------------------------- fitting (build tool)
+
+
+def fit_platt(
+    raw: Sequence[float], truth: Sequence[bool], *, prior: Platt | None = None,
+    strength: float = 0.0, iterations: int = 60,
+) -> Platt:
+    """Logistic regression of truth on one raw score (Newton's method on two parameters),
+    pulled towards ``prior`` by an L2 penalty of ``strength`` pseudo-photos."""
+    x = np.asarray(raw, dtype=np.float64)
+    y = np.asarray(truth, dtype=np.float64)
+    theta = np.array([prior.slope, prior.bias]) if prior else np.array([4.0, -2.0])
+    centre = theta.copy()
+    design = np.stack([x, np.ones_like(x)], axis=1)
+    reg = max(strength, 1e-3)
+    for _ in range(iterations):
+        p = sigmoid(design @ theta)
+        grad = design.T @ (p - y) + reg * (theta - centre)
+        hess = (design * (p * (1 - p))[:, None]).T @ design + reg * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        theta -= step
+        if np.abs(step).max() < 1e-7:
+            break
+    return Platt(float(theta[0]), float(theta[1]))
+
+
+def fit_threshold(probs: Sequence[float], truth: Sequence[bool]) -> float | None:
+    """The lowest probability whose tags (this one and every higher) are right at least
+    ``TARGET_PRECISION`` of the time, counting ``PRIOR_PHOTOS`` pseudo-photos at the target;
+    None when no cut-off gets there."""
+    order = np.argsort(-np.asarray(probs, dtype=np.float64), kind="stable")
+    p = np.asarray(probs, dtype=np.float64)[order]
+    t = np.asarray(truth, dtype=bool)[order]
+    smoothed = (np.cumsum(t) + TARGET_PRECISION * PRIOR_PHOTOS) / (
+        np.arange(1, len(t) + 1) + PRIOR_PHOTOS
+    )
+    best = None
+    for i in range(len(p)):
+        if i + 1 < len(p) and p[i + 1] == p[i]:
+            continue  # a cut-off between equal scores is no cut-off
+        if smoothed[i] >= TARGET_PRECISION and t[: i + 1].any():
+            best = p[i]
+    if best is None:
+        return None
+    return max(float(best), MIN_PROBABILITY)
