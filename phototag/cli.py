@@ -12,8 +12,9 @@ from typing import Any
 import click
 
 from phototag.config import load_config
-from phototag.errors import PhotoError, PhototagError, UnknownWord
+from phototag.errors import BadQuery, PhotoError, PhototagError, UnknownWord
 from phototag.library import Library
+from phototag.query import Filters, Query, parse_date
 from phototag.scanner import display
 
 
@@ -187,26 +188,72 @@ def _print_hits(hits: list[Any], as_json: bool) -> None:
         click.echo(f"{hit.score:6.3f}  {display(hit.path)}  {', '.join(hit.tags[:5])}")
 
 
+def filter_options(func: Any) -> Any:
+    """--in, --after, --before, --tag, --min-score: on every query command."""
+    for option in reversed(
+        [
+            click.option("--in", "folders", multiple=True, type=click.Path(path_type=Path),
+                         help="Only photos under this folder (repeatable: any of them)."),
+            click.option("--after", metavar="DATE",
+                         help="Only photos taken on or after DATE (2019, 2019-06, 2019-06-01)."),
+            click.option("--before", metavar="DATE",
+                         help="Only photos taken before DATE (--after 2019 --before 2020: 2019)."),
+            click.option("--tag", "tags", multiple=True, metavar="TAG",
+                         help="Only photos with this tag or keyword, or one under it "
+                              "(repeatable: all of them)."),
+            click.option("--min-score", type=float, metavar="S",
+                         help="Only photos scoring at least S."),
+        ]
+    ):  # fmt: skip
+        func = option(func)
+    return func
+
+
+def _filters(
+    folders: tuple[Path, ...], after: str | None, before: str | None, tags: tuple[str, ...],
+    min_score: float | None,
+) -> Filters:  # fmt: skip
+    return Filters(
+        folders=folders, after=parse_date(after, option="--after") if after else None,
+        before=parse_date(before, option="--before") if before else None, tags=tags,
+        min_score=min_score,
+    )  # fmt: skip
+
+
 @cli.command()
 @click.option(
-    "--word", "-w", required=True, help="A word or phrase, e.g. dog or 'golden retriever'."
-)
+    "--word", "-w", "words", multiple=True,
+    help="A word or phrase, e.g. dog or 'golden retriever' (repeatable: all count).",
+)  # fmt: skip
+@click.option("--not", "nots", multiple=True, metavar="WORD",
+              help="Photos showing WORD fall out or sink (repeatable).")  # fmt: skip
+@click.option(
+    "--like", "likes", multiple=True, type=click.Path(path_type=Path), metavar="IMAGE",
+    help="Photos like this one (catalogued or not), combined with the words.",
+)  # fmt: skip
+@filter_options
 @click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_context
-def find(ctx: click.Context, word: str, limit: int, as_json: bool) -> None:
-    """Photos nearest to a word, best first."""
-    _print_hits(_library(ctx).find(word, limit=limit), as_json)
+def find(
+    ctx: click.Context, words: tuple[str, ...], nots: tuple[str, ...], likes: tuple[Path, ...],
+    limit: int, as_json: bool, **filters: Any,
+) -> None:  # fmt: skip
+    """Photos best matching words and example photos, best first."""
+    query = Query(words=words, nots=nots, like=likes, filters=_filters(**filters), limit=limit)
+    _print_hits(_library(ctx).find(query), as_json)
 
 
 @cli.command()
 @click.argument("image", type=click.Path(path_type=Path))
+@filter_options
 @click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_context
-def similar(ctx: click.Context, image: Path, limit: int, as_json: bool) -> None:
-    """Photos most similar to IMAGE (catalogued or not), best first."""
-    _print_hits(_library(ctx).similar(image, limit=limit), as_json)
+def similar(ctx: click.Context, image: Path, limit: int, as_json: bool, **filters: Any) -> None:
+    """Photos most similar to IMAGE (catalogued or not), best first: find --like IMAGE."""
+    hits = _library(ctx).similar(image, limit=limit, filters=_filters(**filters))
+    _print_hits(hits, as_json)
 
 
 @cli.command()
@@ -330,7 +377,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except UnknownWord as exc:
+    except (UnknownWord, BadQuery) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except PhotoError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -141,6 +142,11 @@ def test_a_catalog_from_before_migrates_without_re_embedding(tmp_path: Path) -> 
         "camera.jpg": (local, "X-T4", 0),
         "plain.jpg": (local, None, 0),
     }
+    # and a search filter works on the migrated catalog
+    code, out, err = run_cli("--backend", "fake", "find", "--word", "cat", "--after", "2021",
+                             "--json", catalog=catalog)  # fmt: skip
+    assert code == 0, err
+    assert sorted(Path(h["path"]).name for h in json.loads(out)) == ["camera.jpg", "plain.jpg"]
 
 
 def test_migrations_other_branches_applied_do_not_hide_ours(tmp_path: Path) -> None:
