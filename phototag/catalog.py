@@ -586,6 +586,23 @@ class Catalog:
         matrix = np.stack([np.frombuffer(r[2], dtype=dtype) for r in rows]).astype(np.float32)
         return ids, matrix, max(r[1] for r in rows)
 
+    def vector_chunks(
+        self, model: str, space: str, *, size: int = 4096
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(photo ids, float32 matrix) of present photos' vectors, ``size`` rows at a time
+        (100,000 visual vectors as one float32 matrix would take 500 MB)."""
+        column, dtype = {"visual": ("visual", "<f2"), "semantic": ("semantic", "<f4")}[space]
+        cursor = self.conn.execute(
+            f"select v.photo_id, v.{column} from vectors v join photos p on p.id = v.photo_id "
+            "where v.model = ? and p.status = 'ok' order by v.photo_id",
+            [model],
+        )
+        while rows := cursor.fetchmany(size):
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            yield ids, np.stack([np.frombuffer(r[1], dtype=dtype) for r in rows]).astype(
+                np.float32
+            )
+
     def vectors_of(
         self, photo_ids: Sequence[int], model: str, space: str
     ) -> tuple[list[int], np.ndarray]:

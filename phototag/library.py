@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from phototag.backends import Backend
+    from phototag.duplicates import Group
     from phototag.indexer import Event, Indexer, Summary
     from phototag.models import ModelSpec
     from phototag.query import Filters, Query, QueryEngine
@@ -223,6 +224,27 @@ class Library:
         from phototag.query import Filters, Query
 
         return self.find(Query(like=(Path(image),), limit=limit, filters=filters or Filters()))
+
+    def duplicates(
+        self,
+        paths: Sequence[Path] = (),
+        *,
+        threshold: float | None = None,
+        filters: Filters | None = None,
+    ) -> list[Group]:
+        """Groups of the same photo under ``paths`` (everywhere if none): identical bytes, and
+        near-identical by visual similarity; best photo first. Nothing is deleted."""
+        from dataclasses import replace
+
+        from phototag.duplicates import DEFAULT_THRESHOLD, find_groups
+        from phototag.query import Filters
+
+        filters = replace(filters or Filters(), folders=tuple(paths))
+        keep = self.query_engine().allowed(filters)
+        return find_groups(
+            self.catalog, self.model.name, keep=keep,
+            threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+        )  # fmt: skip
 
     def _current_row(self, image: Path) -> Any:
         """The catalog row of ``image`` if the file is unchanged since it was indexed."""
