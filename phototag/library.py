@@ -241,10 +241,9 @@ class Library:
 
         filters = replace(filters or Filters(), folders=tuple(paths))
         keep = self.query_engine().allowed(filters)
-        return find_groups(
-            self.catalog, self.model.name, keep=keep,
-            threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
-        )  # fmt: skip
+        if threshold is None:  # --min-score means the same here: the least similarity
+            threshold = DEFAULT_THRESHOLD if filters.min_score is None else filters.min_score
+        return find_groups(self.catalog, self.model.name, keep=keep, threshold=threshold)
 
     def _current_row(self, image: Path) -> Any:
         """The catalog row of ``image`` if the file is unchanged since it was indexed."""

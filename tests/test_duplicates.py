@@ -85,6 +85,7 @@ def test_paths_and_threshold_narrow_the_search(lib: tuple[Path, Path]) -> None:
     assert len(only_trip[0]["photos"]) == 5
     strict = groups_of(catalog, "--threshold", "0.999")
     assert [g["kind"] for g in strict] == ["identical"]
+    assert groups_of(catalog, "--min-score", "0.999") == strict  # the same thing here
     code, out, err = run_cli("duplicates", str(folder / "trip"), catalog=catalog)
     assert code == 0 and out.startswith("near: 5 photos\n") and str(folder / "trip") in out
 
