@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -42,15 +43,19 @@ PROBE = (
 )
 
 
-def timed(args: list[str]) -> tuple[float, float]:
-    """Wall time and peak RSS (MB) of one fresh `phototag` process."""
+def timed(args: list[str]) -> tuple[float, float, float]:
+    """Wall time, CPU time (user + system: what a busy machine does not inflate) and peak
+    RSS (MB) of one fresh `phototag` process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if done.returncode:
         raise SystemExit(f"phototag {' '.join(args)} failed: {done.stderr}")
     hwm = [line for line in done.stderr.splitlines() if line.startswith("HWM ")]
-    return elapsed, int(hwm[-1].split()[1]) / 1024
+    return elapsed, cpu, int(hwm[-1].split()[1]) / 1024
 
 
 def main() -> None:
@@ -72,6 +77,14 @@ def main() -> None:
         cases = {
             "find --word dog": [*base, "find", "--word", "dog"],
             "find --word 'golden retriever'": [*base, "find", "--word", "golden retriever"],
+            "find 2 words --not, 2019 only": [
+                *base, "find", "--word", "dog", "--word", "grass", "--not", "cat",
+                "--after", "2019", "--before", "2020",
+            ],
+            "find 2 words --not, after 2015 (all)": [
+                *base, "find", "--word", "dog", "--word", "grass", "--not", "cat",
+                "--after", "2015",
+            ],
             "similar OUTSIDE.jpg": [*base, "similar", str(outside)],
             "status": [*base, "status"],
         }
@@ -79,8 +92,10 @@ def main() -> None:
         for name, argv in cases.items():
             timed(argv)  # warm the OS file cache, as on a machine in use
             runs = [timed(argv) for _ in range(args.runs)]
-            median = statistics.median(t for t, _ in runs)
-            print(f"{name:>32}: median {median:.3f} s, max RSS {max(r for _, r in runs):.0f} MB")
+            wall = statistics.median(t for t, _, _ in runs)
+            cpu = statistics.median(c for _, c, _ in runs)
+            rss = max(r for _, _, r in runs)
+            print(f"{name:>36}: median {wall:.3f} s (cpu {cpu:.3f} s), max RSS {rss:.0f} MB")
 
 
 if __name__ == "__main__":

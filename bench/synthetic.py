@@ -26,7 +26,8 @@ def clustered(n: int, dim: int, *, clusters: int = 2000, spread: float = 0.6, se
 def fill_catalog(
     path: Path, n: int, model: str, *, visual_dim: int = 1280, semantic: np.ndarray | None = None
 ) -> Catalog:
-    """A catalog of ``n`` fake photos (paths under /bench) with vectors and two tags each."""
+    """A catalog of ``n`` fake photos (paths under /bench) with vectors, two tags each, and
+    dates spread evenly over 2015-2024 (a tenth of them per year)."""
     cat = Catalog(path)
     root_id, _, _ = cat.root_for(Path("/bench-photos"))
     visual = clustered(n, visual_dim, seed=1)
@@ -41,6 +42,11 @@ def fill_catalog(
                     content_hash=f"{i:032x}",
                 )  # fmt: skip
                 cat.set_vectors(pid, model, visual[i], sem[i % len(sem)])
+                year, day = 2015 + i % 10, (i // 10) % 365
+                cat.set_facts(
+                    pid, taken_at=f"{year}-{1 + day // 31 % 12:02d}-{1 + day % 28:02d}T12:00:00",
+                    camera=None, has_gps=False, mtime_ns=i,
+                )  # fmt: skip
                 cat.set_tags(
                     pid, [Tag(words[i % 10], 0.8), Tag(words[(i * 7) % 10], 0.3)],
                     source=MACHINE, model=model,

@@ -111,8 +111,26 @@ def m002_objects(db: sqlite_utils.Database) -> None:
     db.execute("create index objects_label on objects(label)")
 
 
+def m005_photo_facts(db: sqlite_utils.Database) -> None:
+    """What search filters on: the photo's date (EXIF date taken, else the file's mtime, in
+    local time like EXIF dates), camera model and GPS presence, with an index for dates.
+
+    Existing rows get their date here, from ``taken_at`` or the stored mtime (nothing is
+    read or re-embedded); camera and GPS stay NULL ("not read yet") until the next
+    ``phototag index`` reads the file's header for them.
+    """
+    db.execute("alter table photos add column photo_date text")
+    db.execute("alter table photos add column camera text")
+    db.execute("alter table photos add column has_gps integer")
+    db.execute(
+        "update photos set photo_date = coalesce(taken_at, "
+        "strftime('%Y-%m-%dT%H:%M:%S', mtime_ns / 1000000000, 'unixepoch', 'localtime'))"
+    )
+    db.execute("create index photos_photo_date on photos(photo_date)")
+
+
 #: Append-only: a migration that has shipped is never edited, only followed by a new one.
-MIGRATIONS = [m001_initial, m002_objects]
+MIGRATIONS = [m001_initial, m002_objects, m005_photo_facts]
 
 
 def migrations() -> Migrations:
@@ -146,6 +164,13 @@ class Photo:
 
 
 @dataclass
+class PhotoFacts:
+    date: str | None  # EXIF date taken, else the file's mtime (ISO 8601, local time)
+    camera: str | None
+    has_gps: bool | None  # None: not read yet (indexed before the catalog kept it)
+
+
+@dataclass
 class Stats:
     photos: int
     tagged: int
@@ -159,6 +184,14 @@ def default_catalog_path() -> Path:
     from platformdirs import user_data_dir
 
     return Path(user_data_dir("phototag")) / "catalog.db"
+
+
+#: a file's mtime (``?`` in ns) as an ISO 8601 local time, like EXIF dates
+_LOCAL_MTIME = "strftime('%Y-%m-%dT%H:%M:%S', ? / 1000000000, 'unixepoch', 'localtime')"
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _blob(vector: np.ndarray, dtype: str) -> bytes:
@@ -187,15 +220,16 @@ class Catalog:
         self._in_batch = False
 
     def _migrations_pending(self) -> bool:
-        """A cheap check, so queries need not import sqlite-utils at all."""
+        """A cheap check, so queries need not import sqlite-utils at all. By name, not count:
+        migrations from other branches of the code may already be in a catalog."""
         try:
-            row = self.conn.execute(
-                "select count(*) from _sqlite_migrations where migration_set = ?",
-                [MIGRATION_SET],
-            ).fetchone()
+            rows = self.conn.execute(
+                "select name from _sqlite_migrations where migration_set = ?", [MIGRATION_SET]
+            ).fetchall()
         except sqlite3.OperationalError:
             return True
-        return int(row[0]) < len(MIGRATIONS)
+        applied = {name for (name,) in rows}
+        return not {fn.__name__ for fn in MIGRATIONS} <= applied
 
     @cached_property
     def db(self) -> sqlite_utils.Database:
@@ -448,6 +482,104 @@ class Catalog:
         with self.batch():
             return self.conn.execute("delete from photos where status = 'missing'").rowcount
 
+    # -- facts (date, camera, GPS) and filters ------------------------------------------------
+
+    def set_facts(
+        self, photo_id: int, *, taken_at: str | None, camera: str | None, has_gps: bool,
+        mtime_ns: int,
+    ) -> None:  # fmt: skip
+        """Store what a photo's header said. Its date is the EXIF date, else the date it
+        already has, else the file's mtime (local time, like EXIF dates)."""
+        self.conn.execute(
+            f"update photos set photo_date = coalesce(?, photo_date, {_LOCAL_MTIME}), "
+            "camera = ?, has_gps = ? where id = ?",
+            [taken_at, mtime_ns, camera, int(has_gps), photo_id],
+        )
+
+    def copy_facts(self, source_id: int, target_id: int) -> None:
+        """A copy of a known photo has the same header: the same date, camera and GPS."""
+        self.conn.execute(
+            "update photos set (photo_date, camera, has_gps) = "
+            "(select photo_date, camera, has_gps from photos where id = ?) where id = ?",
+            [source_id, target_id],
+        )
+
+    def ids_without_facts(self) -> set[int]:
+        """Present photos indexed before the catalog kept camera and GPS."""
+        rows = self.conn.execute("select id from photos where status = 'ok' and has_gps is null")
+        return {int(r[0]) for r in rows}
+
+    def facts_of(self, photo_ids: Iterable[int]) -> dict[int, PhotoFacts]:
+        ids = list(photo_ids)
+        found: dict[int, PhotoFacts] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for pid, date, camera, gps in self.conn.execute(
+                f"select id, photo_date, camera, has_gps from photos where id in ({marks})", chunk
+            ):
+                found[pid] = PhotoFacts(date, camera, None if gps is None else bool(gps))
+        return found
+
+    def select_ids(
+        self,
+        *,
+        places: Sequence[tuple[int, str]] | None = None,
+        date_from: str | None = None,
+        date_to: str | None = None,
+        tag_groups: Sequence[Iterable[str]] = (),
+    ) -> set[int]:
+        """Present photos passing every filter given: under one of ``places`` ((root id,
+        relpath prefix), "" for the whole root), dated ``date_from <= date < date_to`` (ISO
+        text), and carrying, for each group of ``tag_groups``, at least one of its words
+        (any source, case-insensitive)."""
+        where, params = ["p.status = 'ok'"], []  # type: ignore[var-annotated]
+        if places is not None:
+            if not places:
+                return set()
+            alternatives = []
+            for root_id, prefix in places:
+                if prefix:
+                    like = _like_escape(prefix) + "/%"
+                    alternatives.append(
+                        "(p.root_id = ? and (p.relpath = ? or p.relpath like ? escape '\\'))"
+                    )
+                    params += [root_id, prefix, like]
+                else:
+                    alternatives.append("p.root_id = ?")
+                    params.append(root_id)
+            where.append("(" + " or ".join(alternatives) + ")")
+        if date_from is not None:
+            where.append("p.photo_date >= ?")
+            params.append(date_from)
+        if date_to is not None:
+            where.append("p.photo_date < ?")
+            params.append(date_to)
+        for group in tag_groups:
+            words = sorted({w.lower() for w in group})
+            marks = ",".join("?" * len(words))
+            where.append(
+                f"exists (select 1 from tags t where t.photo_id = p.id "
+                f"and lower(t.tag) in ({marks}))"
+            )
+            params += words
+        sql = f"select p.id from photos p where {' and '.join(where)}"
+        return {int(r[0]) for r in self.conn.execute(sql, params)}
+
+    def hash_groups(self, ids: Iterable[int] | None = None) -> list[list[int]]:
+        """Present photos sharing their exact bytes: lists of ids (two or more), by hash."""
+        rows = self.conn.execute(
+            "select hash, id from photos where status = 'ok' and hash in "
+            "(select hash from photos where status = 'ok' and hash is not null "
+            "group by hash having count(*) > 1) order by hash, id"
+        ).fetchall()
+        keep = None if ids is None else set(ids)
+        groups: dict[str, list[int]] = {}
+        for content_hash, pid in rows:
+            if keep is None or pid in keep:
+                groups.setdefault(content_hash, []).append(int(pid))
+        return [g for g in groups.values() if len(g) > 1]
+
     # -- vectors ------------------------------------------------------------------------------
 
     def _next_seq(self) -> int:
@@ -481,6 +613,23 @@ class Catalog:
         matrix = np.stack([np.frombuffer(r[2], dtype=dtype) for r in rows]).astype(np.float32)
         return ids, matrix, max(r[1] for r in rows)
 
+    def vector_chunks(
+        self, model: str, space: str, *, size: int = 4096
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(photo ids, float32 matrix) of present photos' vectors, ``size`` rows at a time
+        (100,000 visual vectors as one float32 matrix would take 500 MB)."""
+        column, dtype = {"visual": ("visual", "<f2"), "semantic": ("semantic", "<f4")}[space]
+        cursor = self.conn.execute(
+            f"select v.photo_id, v.{column} from vectors v join photos p on p.id = v.photo_id "
+            "where v.model = ? and p.status = 'ok' order by v.photo_id",
+            [model],
+        )
+        while rows := cursor.fetchmany(size):
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            yield ids, np.stack([np.frombuffer(r[1], dtype=dtype) for r in rows]).astype(
+                np.float32
+            )
+
     def vectors_of(
         self, photo_ids: Sequence[int], model: str, space: str
     ) -> tuple[list[int], np.ndarray]:
@@ -505,6 +654,15 @@ class Catalog:
             f"select {column} from vectors where photo_id = ? and model = ?", [photo_id, model]
         ).fetchone()
         return None if row is None else np.frombuffer(row[0], dtype=dtype).astype(np.float32)
+
+    def vector_count(self, model: str) -> int:
+        """Present photos with vectors for ``model``."""
+        row = self.conn.execute(
+            "select count(*) from vectors v join photos p on p.id = v.photo_id "
+            "where v.model = ? and p.status = 'ok'",
+            [model],
+        ).fetchone()
+        return int(row[0])
 
     def max_seq(self, model: str) -> int:
         row = self.conn.execute(

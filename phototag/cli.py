@@ -12,8 +12,9 @@ from typing import Any
 import click
 
 from phototag.config import load_config
-from phototag.errors import PhotoError, PhototagError, UnknownWord
+from phototag.errors import BadQuery, PhotoError, PhototagError, UnknownWord
 from phototag.library import Library
+from phototag.query import Filters, Query, parse_date
 from phototag.scanner import display
 
 
@@ -177,7 +178,43 @@ def index(
         click.echo(_summary_line(summary, dry_run))
 
 
-def _print_hits(hits: list[Any], as_json: bool) -> None:
+def grid_option(func: Any) -> Any:
+    return click.option(
+        "--grid", metavar="FILE",
+        help="Also write a contact sheet (.jpg or .png; - writes a PNG to stdout instead).",
+    )(func)  # fmt: skip
+
+
+def _check_grid(grid: str | None, as_json: bool) -> None:
+    """Before any work: a sheet name we can write, and stdout not wanted twice."""
+    from phototag.contactsheet import sheet_format
+
+    if grid is None:
+        return
+    sheet_format(grid)
+    if grid == "-" and as_json:
+        raise BadQuery("--grid - and --json both want stdout: give --grid a file name")
+
+
+def _write_grid(grid: str | None, tiles: Any, **options: Any) -> bool:
+    """Write the sheet if asked; True when it went to stdout (then nothing else may)."""
+    if grid is None:
+        return False
+    from phototag import contactsheet
+
+    if tiles:
+        contactsheet.write(tiles, grid, **options)
+    return grid == "-"
+
+
+def _print_hits(hits: list[Any], as_json: bool, grid: str | None = None) -> None:
+    if grid is not None:
+        from phototag.contactsheet import hit_tiles
+
+        if _write_grid(grid, hit_tiles(hits)):
+            if not hits:
+                click.echo("no photos found", err=True)
+            return
     if as_json:
         _json([hit.as_dict() for hit in hits])
         return
@@ -187,35 +224,130 @@ def _print_hits(hits: list[Any], as_json: bool) -> None:
         click.echo(f"{hit.score:6.3f}  {display(hit.path)}  {', '.join(hit.tags[:5])}")
 
 
+def filter_options(func: Any) -> Any:
+    """--in, --after, --before, --tag, --min-score: on every query command."""
+    for option in reversed(
+        [
+            click.option("--in", "folders", multiple=True, type=click.Path(path_type=Path),
+                         help="Only photos under this folder (repeatable: any of them)."),
+            click.option("--after", metavar="DATE",
+                         help="Only photos taken on or after DATE (2019, 2019-06, 2019-06-01)."),
+            click.option("--before", metavar="DATE",
+                         help="Only photos taken before DATE (--after 2019 --before 2020: 2019)."),
+            click.option("--tag", "tags", multiple=True, metavar="TAG",
+                         help="Only photos with this tag or keyword, or one under it "
+                              "(repeatable: all of them)."),
+            click.option("--min-score", type=float, metavar="S",
+                         help="Only photos scoring at least S."),
+        ]
+    ):  # fmt: skip
+        func = option(func)
+    return func
+
+
+def _filters(
+    folders: tuple[Path, ...], after: str | None, before: str | None, tags: tuple[str, ...],
+    min_score: float | None,
+) -> Filters:  # fmt: skip
+    return Filters(
+        folders=folders, after=parse_date(after, option="--after") if after else None,
+        before=parse_date(before, option="--before") if before else None, tags=tags,
+        min_score=min_score,
+    )  # fmt: skip
+
+
 @cli.command()
 @click.option(
-    "--word", "-w", required=True, help="A word or phrase, e.g. dog or 'golden retriever'."
-)
+    "--word", "-w", "words", multiple=True,
+    help="A word or phrase, e.g. dog or 'golden retriever' (repeatable: all count).",
+)  # fmt: skip
+@click.option("--not", "nots", multiple=True, metavar="WORD",
+              help="Photos showing WORD fall out or sink (repeatable).")  # fmt: skip
+@click.option(
+    "--like", "likes", multiple=True, type=click.Path(path_type=Path), metavar="IMAGE",
+    help="Photos like this one (catalogued or not), combined with the words.",
+)  # fmt: skip
+@filter_options
 @click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@grid_option
 @click.pass_context
-def find(ctx: click.Context, word: str, limit: int, as_json: bool) -> None:
-    """Photos nearest to a word, best first."""
-    _print_hits(_library(ctx).find(word, limit=limit), as_json)
+def find(
+    ctx: click.Context, words: tuple[str, ...], nots: tuple[str, ...], likes: tuple[Path, ...],
+    limit: int, as_json: bool, grid: str | None, **filters: Any,
+) -> None:  # fmt: skip
+    """Photos best matching words and example photos, best first."""
+    query = Query(words=words, nots=nots, like=likes, filters=_filters(**filters), limit=limit)
+    _check_grid(grid, as_json)
+    _print_hits(_library(ctx).find(query), as_json, grid)
 
 
 @cli.command()
 @click.argument("image", type=click.Path(path_type=Path))
+@filter_options
 @click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@grid_option
 @click.pass_context
-def similar(ctx: click.Context, image: Path, limit: int, as_json: bool) -> None:
-    """Photos most similar to IMAGE (catalogued or not), best first."""
-    _print_hits(_library(ctx).similar(image, limit=limit), as_json)
+def similar(
+    ctx: click.Context, image: Path, limit: int, as_json: bool, grid: str | None, **filters: Any
+) -> None:
+    """Photos most similar to IMAGE (catalogued or not), best first: find --like IMAGE."""
+    filtered = _filters(**filters)
+    _check_grid(grid, as_json)
+    _print_hits(_library(ctx).similar(image, limit=limit, filters=filtered), as_json, grid)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--threshold", type=click.FloatRange(-1.0, 1.0), metavar="T",
+    help="Visual similarity at which photos count as the same (default 0.87).",
+)  # fmt: skip
+@filter_options
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of groups.")
+@grid_option
+@click.pass_context
+def duplicates(
+    ctx: click.Context, paths: tuple[Path, ...], threshold: float | None, as_json: bool,
+    grid: str | None, **filters: Any,
+) -> None:  # fmt: skip
+    """Groups of the same photo under PATHS (all if none): identical bytes, then nearly
+    identical (resized, recompressed, a little cropped or edited); best first. Deletes nothing."""
+    filtered = _filters(**filters)
+    _check_grid(grid, as_json)
+    groups = _library(ctx).duplicates(list(paths), threshold=threshold, filters=filtered)
+    if grid is not None:
+        from phototag.contactsheet import group_tiles
+
+        if _write_grid(grid, group_tiles(groups)):
+            return
+    if as_json:
+        _json([group.as_dict() for group in groups])
+        return
+    if not groups:
+        click.echo("no duplicates found", err=True)
+    for group in groups:
+        click.echo(f"{group.kind}: {len(group.photos)} photos")
+        for photo in group.photos:
+            size = f"{photo.width}x{photo.height}" if photo.width else ""
+            click.echo(f"  {photo.score:6.3f}  {display(photo.path)}  {size}".rstrip())
 
 
 @cli.command()
 @click.argument("image", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@grid_option
 @click.pass_context
-def tags(ctx: click.Context, image: Path, as_json: bool) -> None:
+def tags(ctx: click.Context, image: Path, as_json: bool, grid: str | None) -> None:
     """A photo's tags with scores, best first."""
+    _check_grid(grid, as_json)
     result = _library(ctx).tags(image)
+    if grid is not None:
+        from phototag.contactsheet import tag_tiles
+
+        if _write_grid(grid, tag_tiles(result), cell=480, lines=8):
+            return
     if as_json:
         _json(result.as_dict())
         return
@@ -330,7 +462,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except UnknownWord as exc:
+    except (UnknownWord, BadQuery) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except PhotoError as exc:

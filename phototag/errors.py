@@ -60,3 +60,7 @@ class UnknownBackend(PhototagError):
 
 class CatalogError(PhototagError):
     pass
+
+
+class BadQuery(PhototagError):
+    """A query the user must rephrase (a bad date, no search term): a usage error, exit 2."""

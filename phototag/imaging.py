@@ -25,8 +25,21 @@ if TYPE_CHECKING:
 #: images smaller than this on their short side carry too little to tag
 MIN_SIDE = 8
 _EXIF_IFD = 0x8769
+_GPS_IFD = 0x8825
 _DATETIME_ORIGINAL = 0x9003
+_CREATE_DATE = 0x9004  # DateTimeDigitized
 _DATETIME = 0x0132
+_MODEL = 0x0110
+_GPS_LATITUDE, _GPS_LONGITUDE = 0x0002, 0x0004
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What a photo's header says about it, read once with the pixels (``search --after``...)."""
+
+    taken_at: str | None = None  # ISO 8601 from EXIF, when the camera wrote one
+    camera: str | None = None  # EXIF Model
+    has_gps: bool = False  # EXIF GPS latitude and longitude are present
 
 
 @dataclass
@@ -35,6 +48,7 @@ class Decoded:
     width: int  # of the stored image, before orientation
     height: int
     taken_at: str | None  # ISO 8601 from EXIF, when the camera wrote one
+    facts: Facts = Facts()
     #: the detector's input made from the same draft (uint8 canvas, content size), if any
     detector_image: tuple[np.ndarray, tuple[int, int]] | None = None
 
@@ -44,17 +58,50 @@ def content_hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def _taken_at(img: Image.Image) -> str | None:
-    try:
-        exif = img.getexif()
-        raw = exif.get_ifd(_EXIF_IFD).get(_DATETIME_ORIGINAL) or exif.get(_DATETIME)
-    except Exception:  # broken EXIF must not cost the photo
-        return None
-    if not isinstance(raw, str) or len(raw) < 19:
+def _iso(raw: object) -> str | None:
+    """EXIF ``2019:06:01 12:00:00`` -> ``2019-06-01T12:00:00``; None for blanks and zeros."""
+    if not isinstance(raw, str) or len(raw.strip()) < 19:
         return None
     date, _, time = raw.strip().partition(" ")
     iso = f"{date.replace(':', '-')}T{time[:8]}"
     return iso if iso[:4].isdigit() and iso[:4] != "0000" else None
+
+
+def _text(raw: object) -> str | None:
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    if not isinstance(raw, str):
+        return None
+    text = " ".join(raw.replace("\x00", " ").split())
+    return text or None
+
+
+def read_facts(img: Image.Image) -> Facts:
+    """Date taken (DateTimeOriginal, else CreateDate, else IFD0 DateTime), camera model and
+    GPS presence from an opened image's EXIF; a broken EXIF block gives empty facts."""
+    try:
+        exif = img.getexif()
+        sub = exif.get_ifd(_EXIF_IFD)
+        gps = exif.get_ifd(_GPS_IFD)
+    except Exception:  # broken EXIF must not cost the photo
+        return Facts()
+    taken = next(
+        (iso for raw in (sub.get(_DATETIME_ORIGINAL), sub.get(_CREATE_DATE), exif.get(_DATETIME))
+         if (iso := _iso(raw))),
+        None,
+    )  # fmt: skip
+    has_gps = gps.get(_GPS_LATITUDE) is not None and gps.get(_GPS_LONGITUDE) is not None
+    return Facts(taken_at=taken, camera=_text(exif.get(_MODEL)), has_gps=has_gps)
+
+
+def facts_of(path: Path) -> Facts:
+    """The facts of a file from its header alone (no pixels decoded): for catalog rows
+    indexed before the catalog kept them."""
+    try:
+        with Image.open(path) as img:
+            return read_facts(img)
+    except Exception:  # unreadable now: the next real index run says why
+        return Facts()
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -93,6 +140,11 @@ def open_image(
     path: Path, data: bytes, *, min_short_side: int
 ) -> tuple[Image.Image, int, int, str | None]:
     """Decode ``data`` to an upright RGB image at least ``min_short_side`` on its short side."""
+    img, width, height, facts = _open(path, data, min_short_side=min_short_side)
+    return img, width, height, facts.taken_at
+
+
+def _open(path: Path, data: bytes, *, min_short_side: int) -> tuple[Image.Image, int, int, Facts]:
     if not data:
         raise UnreadableImage(path, "empty file")
     try:
@@ -105,10 +157,10 @@ def open_image(
                 raise UnreadableImage(path, f"image too small to tag ({width}x{height})")
             if img.format == "JPEG":
                 img.draft("RGB", (min_short_side, min_short_side))
-            taken_at = _taken_at(img)
+            facts = read_facts(img)
             img.load()
             img = ImageOps.exif_transpose(img) or img
-            return _to_rgb(img), width, height, taken_at
+            return _to_rgb(img), width, height, facts
     except UnreadableImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -127,7 +179,7 @@ def decode(path: Path, data: bytes, spec: ModelSpec) -> Decoded:
     from phototag.detection import detector_input
     from phototag.preprocess import draft_size, views
 
-    img, width, height, taken_at = open_image(path, data, min_short_side=draft_size(spec))
+    img, width, height, facts = _open(path, data, min_short_side=draft_size(spec))
     try:
         stack = views(img, spec)
         detector = spec.detector
@@ -135,5 +187,6 @@ def decode(path: Path, data: bytes, spec: ModelSpec) -> Decoded:
     except (OSError, ValueError) as exc:
         raise UnreadableImage(path, f"could not prepare image ({exc})") from None
     return Decoded(
-        views=stack, width=width, height=height, taken_at=taken_at, detector_image=canvas
+        views=stack, width=width, height=height, taken_at=facts.taken_at, facts=facts,
+        detector_image=canvas,
     )

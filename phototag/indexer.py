@@ -153,6 +153,8 @@ class Indexer:
         )
         self.batch_size = batch_size
         self.dry_run = dry_run
+        #: unchanged photos indexed before the catalog kept camera and GPS (see ``plan``)
+        self.facts_todo: list[tuple[int, Path]] = []
 
     @property
     def backend(self) -> Backend:
@@ -171,6 +173,7 @@ class Indexer:
         jobs: list[_Job] = []
         gone: list[Photo] = []
         with_vectors = self.catalog.ids_with_vectors(self.model.name)
+        without_facts = self.catalog.ids_without_facts()
         for top in paths:
             top = Path(os.path.abspath(top))
             root_id, _root, prefix = self.catalog.root_for(top if top.is_dir() else top.parent)
@@ -204,6 +207,8 @@ class Indexer:
                         continue
                     if row.id in with_vectors:
                         summary.unchanged += 1
+                        if row.id in without_facts:
+                            self.facts_todo.append((row.id, item.path))
                         continue
                 jobs.append(_Job(item, root_id, relpath, row))
             if top.is_dir() and not top_missing:
@@ -223,6 +228,7 @@ class Indexer:
             jobs, gone = self.plan(paths, summary)
             self.run(jobs, summary)
             self._sweep(gone, summary)
+            self.backfill_facts()
         summary.seconds = time.perf_counter() - started
         return summary
 
@@ -294,6 +300,26 @@ class Indexer:
                 summary.moved += 1
                 self.on_event(Event("moved", target, old_path=photo.path))
         return summary
+
+    def backfill_facts(self) -> int:
+        """Read the header (never the pixels) of unchanged photos that were indexed before
+        the catalog kept camera and GPS, and store them; nothing is re-embedded."""
+        from phototag.imaging import facts_of
+
+        todo, self.facts_todo = self.facts_todo, []
+        if not todo:
+            return 0
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="phototag-facts") as pool:
+            read = list(pool.map(lambda item: facts_of(item[1]), todo))
+        rows = self.catalog.photos_by_id(pid for pid, _ in todo)
+        with self.catalog.batch():
+            for (pid, _path), facts in zip(todo, read, strict=True):
+                if pid in rows:
+                    self.catalog.set_facts(
+                        pid, taken_at=facts.taken_at, camera=facts.camera,
+                        has_gps=facts.has_gps, mtime_ns=rows[pid].mtime_ns,
+                    )  # fmt: skip
+        return len(todo)
 
     # -- the pipeline -------------------------------------------------------------------------
 
@@ -424,6 +450,7 @@ class Indexer:
                 width=None, height=None,
             )  # fmt: skip
             self.catalog.copy_vectors_and_tags(source.id, photo_id)
+            self.catalog.copy_facts(source.id, photo_id)
         summary.new += 1
         tags = [t for t, src in self.catalog.tags_of([photo_id])[photo_id] if src == MACHINE]
         self._write_tags(photo_id, job.entry.path, tags, summary)
@@ -439,6 +466,11 @@ class Indexer:
         photo_id = self.catalog.upsert_photo(
             job.root_id, job.relpath, size=p.size, mtime_ns=p.mtime_ns, content_hash=p.hash,
             width=decoded.width, height=decoded.height, taken_at=decoded.taken_at,
+        )  # fmt: skip
+        facts = decoded.facts
+        self.catalog.set_facts(
+            photo_id, taken_at=facts.taken_at, camera=facts.camera, has_gps=facts.has_gps,
+            mtime_ns=p.mtime_ns,
         )  # fmt: skip
         self.catalog.set_vectors(photo_id, self.model.name, emb.visual, emb.semantic)
         self.catalog.set_tags(photo_id, tags, source=MACHINE, model=self.model.name)

@@ -24,8 +24,10 @@ if TYPE_CHECKING:
     import numpy as np
 
     from phototag.backends import Backend
+    from phototag.duplicates import Group
     from phototag.indexer import Event, Indexer, Summary
     from phototag.models import ModelSpec
+    from phototag.query import Filters, Query, QueryEngine
     from phototag.tagging import Tagger
 
 
@@ -34,9 +36,14 @@ class Hit:
     path: Path
     score: float
     tags: list[str] = field(default_factory=list)
+    #: what made the score: matched tags, vector score, each term's part (``find``)
+    why: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"path": str(self.path), "score": round(self.score, 6), "tags": self.tags}
+        out = {"path": str(self.path), "score": round(self.score, 6), "tags": self.tags}
+        if self.why is not None:
+            out["why"] = self.why
+        return out
 
 
 @dataclass
@@ -177,49 +184,66 @@ class Library:
 
     # -- queries ------------------------------------------------------------------------------
 
-    def _hits(self, ranked: list[tuple[int, float]]) -> list[Hit]:
-        photos = self.catalog.photos_by_id(pid for pid, _ in ranked)
-        tags = self.catalog.tags_of(pid for pid, _ in ranked)
-        return [
-            Hit(photos[pid].path, score, [t.tag for t, _src in tags.get(pid, [])])
-            for pid, score in ranked
-            if pid in photos
-        ]
-
-    def find(self, phrase: str, *, limit: int = 20) -> list[Hit]:
-        """Photos nearest to a word or phrase, rewarding photos tagged with it or its hyponyms."""
-        from phototag.search import VectorIndex
-        from phototag.tagging import query_terms, word_scores
+    def query_engine(self) -> QueryEngine:
+        from phototag.query import QueryEngine
         from phototag.words import WordVectors
 
-        query = WordVectors(self.tagger.words).vector(phrase)
-        terms = query_terms(phrase, self.tagger)
-        # per term, the photos tagged with it or a hyponym (user keywords included)
-        tagged = [self.catalog.photos_tagged(self.tagger.hyponyms(t) | {t}) for t in terms]
-        best: dict[int, float] = {}
-        for found in tagged:
-            for pid, score in found.items():
-                best[pid] = best.get(pid, 0.0) + score / len(tagged)
-        index = VectorIndex(self.catalog, self.model.name, "semantic")
-        candidates = [pid for pid, _ in index.query(query, max(limit * 5, 50))]
-        candidates += sorted(set(best) - set(candidates), key=lambda p: -best[p])[: limit * 5]
-        if not candidates:
-            return []
-        ids, semantic = self.catalog.vectors_of(candidates, self.model.name, "semantic")
-        per_photo = [{str(k): found.get(i, 0.0) for k, found in enumerate(tagged)} for i in ids]
-        scores = word_scores(query, semantic, per_photo, [{str(k)} for k in range(len(tagged))])
-        ranked = sorted(zip(ids, scores.tolist(), strict=True), key=lambda item: -item[1])
-        return self._hits(ranked[:limit])
+        return QueryEngine(
+            self.catalog, self.model.name, self.tagger,
+            words=lambda: WordVectors(self.tagger.words), visual_vector=self._visual_vector,
+        )  # fmt: skip
 
-    def similar(self, image: Path, *, limit: int = 20) -> list[Hit]:
-        """Photos most like ``image``; a catalogued photo's stored vector is reused."""
-        from phototag.search import VectorIndex
+    def find(self, query: Query | str, *, limit: int = 20) -> list[Hit]:
+        """Photos best matching a query (see ``phototag.query``); a plain string is one word
+        or phrase. Each hit says why: the tags that matched and the vector scores."""
+        from phototag.query import Query
 
-        vector, exclude = self._visual_vector(Path(image))
-        ranked = VectorIndex(self.catalog, self.model.name, "visual").query(
-            vector, limit, exclude=exclude
-        )
-        return self._hits(ranked)
+        if isinstance(query, str):
+            query = Query(words=(query,), limit=limit)
+        engine = self.query_engine()
+        scored = engine.run(query)
+        matching = engine.hyponyms(query)
+        photos = self.catalog.photos_by_id(s.photo_id for s in scored)
+        tags = self.catalog.tags_of(s.photo_id for s in scored)
+        hits = []
+        for found in scored:
+            names = [t.tag for t, _src in tags.get(found.photo_id, [])]
+            why = {
+                "tags": [t for t in names if t.lower() in matching],
+                "vector": round(found.vector, 6),
+                "terms": [term.as_dict() for term in found.terms],
+            }
+            hits.append(Hit(photos[found.photo_id].path, found.score, names, why))
+        return hits
+
+    def similar(
+        self, image: Path, *, limit: int = 20, filters: Filters | None = None
+    ) -> list[Hit]:
+        """Photos most like ``image`` (``find --like``); a catalogued photo's stored vector is
+        reused, so only a photo from outside the catalog loads the model."""
+        from phototag.query import Filters, Query
+
+        return self.find(Query(like=(Path(image),), limit=limit, filters=filters or Filters()))
+
+    def duplicates(
+        self,
+        paths: Sequence[Path] = (),
+        *,
+        threshold: float | None = None,
+        filters: Filters | None = None,
+    ) -> list[Group]:
+        """Groups of the same photo under ``paths`` (everywhere if none): identical bytes, and
+        near-identical by visual similarity; best photo first. Nothing is deleted."""
+        from dataclasses import replace
+
+        from phototag.duplicates import DEFAULT_THRESHOLD, find_groups
+        from phototag.query import Filters
+
+        filters = replace(filters or Filters(), folders=tuple(paths))
+        keep = self.query_engine().allowed(filters)
+        if threshold is None:  # --min-score means the same here: the least similarity
+            threshold = DEFAULT_THRESHOLD if filters.min_score is None else filters.min_score
+        return find_groups(self.catalog, self.model.name, keep=keep, threshold=threshold)
 
     def _current_row(self, image: Path) -> Any:
         """The catalog row of ``image`` if the file is unchanged since it was indexed."""
