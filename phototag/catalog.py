@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -90,8 +91,26 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db.execute("create table meta (key text primary key, value text)")
 
 
+def m020_rejected_tags(db: sqlite_utils.Database) -> None:
+    """Tags the user rejected for a photo (``phototag serve``): never written again for it.
+
+    ``key`` is the tag's comparison form (NFC, case-folded, single spaces); a row goes away
+    when the user adds the same keyword back.
+    """
+    db.execute(
+        """
+        create table rejected_tags (
+            photo_id integer not null references photos(id) on delete cascade,
+            key text not null,
+            tag text not null,
+            rejected_at real not null,
+            primary key (photo_id, key)
+        )"""
+    )
+
+
 #: Append-only: a migration that has shipped is never edited, only followed by a new one.
-MIGRATIONS = [m001_initial]
+MIGRATIONS = [m001_initial, m020_rejected_tags]
 
 
 def migrations() -> Migrations:
@@ -138,6 +157,22 @@ def default_catalog_path() -> Path:
     from platformdirs import user_data_dir
 
     return Path(user_data_dir("phototag")) / "catalog.db"
+
+
+def tag_key(text: str) -> str:
+    """How tags compare: NFC, case-folded, whitespace collapsed ("Café" == "café ")."""
+    folded = unicodedata.normalize("NFC", unicodedata.normalize("NFC", text).casefold())
+    return " ".join(folded.split())
+
+
+@dataclass
+class DetectedObject:
+    """A box a detector found, corners normalised to 0..1 of the upright image."""
+
+    label: str
+    score: float
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2
+    model: str = ""
 
 
 def _blob(vector: np.ndarray, dtype: str) -> bytes:
@@ -536,15 +571,142 @@ class Catalog:
         )
         return {int(pid): float(score) for pid, score in rows}
 
-    def tag_counts(self, limit: int = 50) -> list[tuple[str, int]]:
+    def tag_counts(self, limit: int | None = 50) -> list[tuple[str, int]]:
+        """Tags with the number of present photos carrying them (any source), most first."""
         return [
             (tag, count)
             for tag, count in self.conn.execute(
-                "select t.tag, count(*) c from tags t join photos p on p.id = t.photo_id "
-                "where p.status = 'ok' group by lower(t.tag) order by c desc, t.tag limit ?",
-                [limit],
+                "select t.tag, count(distinct t.photo_id) c from tags t "
+                "join photos p on p.id = t.photo_id where p.status = 'ok' "
+                "group by lower(t.tag) order by c desc, lower(t.tag) limit ?",
+                [-1 if limit is None else limit],
             )
         ]
+
+    # -- corrections (rejected tags) ----------------------------------------------------------
+
+    def rejected_tags(self, photo_id: int) -> set[str]:
+        """Keys (``tag_key``) of the tags the user rejected for this photo."""
+        rows = self.conn.execute("select key from rejected_tags where photo_id = ?", [photo_id])
+        return {r[0] for r in rows}
+
+    def record_rejections(
+        self, photo_id: int, *, reject: Iterable[str] = (), allow: Iterable[str] = ()
+    ) -> None:
+        """Remember tags rejected for a photo; ``allow`` forgets a rejection (added back)."""
+        now = time.time()
+        self.conn.executemany(
+            "insert or replace into rejected_tags (photo_id, key, tag, rejected_at) "
+            "values (?, ?, ?, ?)",
+            [(photo_id, tag_key(t), t, now) for t in reject if tag_key(t)],
+        )
+        self.conn.executemany(
+            "delete from rejected_tags where photo_id = ? and key = ?",
+            [(photo_id, tag_key(t)) for t in allow],
+        )
+
+    # -- detected objects ---------------------------------------------------------------------
+
+    def objects_of(self, photo_id: int) -> list[DetectedObject]:
+        """Boxes detected in a photo, best first; none while the catalog has no detector
+        table (an ``objects`` table: photo_id, model, label, score, x1, y1, x2, y2)."""
+        if not self._has_table("objects"):
+            return []
+        rows = self.conn.execute(
+            "select label, score, x1, y1, x2, y2, model from objects where photo_id = ? "
+            "order by score desc",
+            [photo_id],
+        ).fetchall()
+        return [
+            DetectedObject(label, float(score or 0.0), (x1, y1, x2, y2), model or "")
+            for label, score, x1, y1, x2, y2, model in rows
+        ]
+
+    def _has_table(self, name: str) -> bool:
+        return (
+            self.conn.execute(
+                "select 1 from sqlite_master where type = 'table' and name = ?", [name]
+            ).fetchone()
+            is not None
+        )
+
+    # -- browsing -----------------------------------------------------------------------------
+
+    def folders(self) -> list[tuple[str, int]]:
+        """Every folder holding present photos directly, with their count, by path."""
+        rows = self.conn.execute(
+            "select r.path, rtrim(p.relpath, replace(p.relpath, '/', '')) d, count(*) "
+            "from photos p join roots r on r.id = p.root_id where p.status = 'ok' "
+            "group by p.root_id, d"
+        ).fetchall()
+        found = [
+            (os.path.join(root, folder.rstrip("/")).rstrip("/"), n) for root, folder, n in rows
+        ]
+        return sorted(found)
+
+    def photos_in_folder(
+        self, folder: Path, *, offset: int = 0, limit: int = 60
+    ) -> tuple[list[Photo], int]:
+        """A page of the present photos directly in ``folder`` (by name) and how many it has."""
+        found = self.find_root(Path(folder))
+        if found is None:
+            return [], 0
+        root_id, _root, prefix = found
+        low = prefix + "/" if prefix else ""
+        # a range on (root_id, relpath) uses the unique index; '0' sorts right after '/'
+        where = "p.root_id = ? and p.status = 'ok' and instr(substr(p.relpath, ?), '/') = 0"
+        params: list[object] = [root_id, len(low) + 1]
+        if low:
+            where += " and p.relpath >= ? and p.relpath < ?"
+            params += [low, prefix + "0"]
+        total = self.conn.execute(f"select count(*) from photos p where {where}", params)
+        count = int(total.fetchone()[0])
+        page = self._photos(
+            f"{where} order by p.relpath limit ? offset ?", [*params, limit, offset]
+        )
+        return page, count
+
+    _MONTH = (
+        "coalesce(substr(p.taken_at, 1, 7), "
+        "strftime('%Y-%m', p.mtime_ns / 1000000000, 'unixepoch'))"
+    )
+
+    def months(self) -> list[tuple[str, int]]:
+        """``YYYY-MM`` (date taken, else file date) with photo counts, newest first."""
+        rows = self.conn.execute(
+            f"select {self._MONTH} m, count(*) from photos p where p.status = 'ok' "
+            "group by m order by m desc"
+        )
+        return [(m or "undated", int(n)) for m, n in rows]
+
+    def photos_in_month(
+        self, month: str, *, offset: int = 0, limit: int = 60
+    ) -> tuple[list[Photo], int]:
+        where = f"p.status = 'ok' and {self._MONTH} = ?"
+        total = self.conn.execute(f"select count(*) from photos p where {where}", [month])
+        count = int(total.fetchone()[0])
+        order = "coalesce(p.taken_at, p.mtime_ns), p.id"
+        page = self._photos(f"{where} order by {order} limit ? offset ?", [month, limit, offset])
+        return page, count
+
+    def photos_with_tag(
+        self, tag: str, *, offset: int = 0, limit: int = 60
+    ) -> tuple[list[Photo], int]:
+        """Present photos carrying ``tag`` (any source, case-insensitive), best score first."""
+        tagged = (
+            "select photo_id, max(coalesce(score, 1.0)) s from tags "
+            "where lower(tag) = lower(?) group by photo_id"
+        )
+        base = f"from ({tagged}) t join photos p on p.id = t.photo_id where p.status = 'ok'"
+        count = int(self.conn.execute(f"select count(*) {base}", [tag]).fetchone()[0])
+        ids = [
+            r[0]
+            for r in self.conn.execute(
+                f"select p.id {base} order by t.s desc, p.id limit ? offset ?", [tag, limit, offset]
+            )
+        ]
+        photos = self.photos_by_id(ids)
+        return [photos[i] for i in ids if i in photos], count
 
     # -- status -------------------------------------------------------------------------------
 
