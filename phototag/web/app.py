@@ -342,7 +342,7 @@ async def api_keywords(request: Request) -> Response:
     try:
         body = await request.json()
     except ValueError:
-        raise BadRequest("the request body is not valid JSON") from None
+        raise BadRequest("the request body is not valid json") from None
     changes = _changes(body)
     photo_id = request.path_params["id"]
     info = await run_in_threadpool(_edit, _state(request), photo_id, changes)
