@@ -571,6 +571,11 @@ class Catalog:
         )
         return {int(pid): float(score) for pid, score in rows}
 
+    def data_version(self) -> tuple[int, int]:
+        """Changes whenever the catalog does (another process's commit, or one of ours)."""
+        row = self.conn.execute("pragma data_version").fetchone()
+        return int(row[0]), self.conn.total_changes
+
     def tag_counts(self, limit: int | None = 50) -> list[tuple[str, int]]:
         """Tags with the number of present photos carrying them (any source), most first."""
         return [
@@ -666,36 +671,25 @@ class Catalog:
         )
         return page, count
 
-    _MONTH = (
-        "coalesce(substr(p.taken_at, 1, 7), "
-        "strftime('%Y-%m', p.mtime_ns / 1000000000, 'unixepoch'))"
-    )
-
-    def months(self) -> list[tuple[str, int]]:
-        """``YYYY-MM`` (date taken, else file date) with photo counts, newest first."""
+    def photos_by_month(self) -> list[tuple[str, list[int]]]:
+        """Present photos' ids per ``YYYY-MM`` (date taken, else file date), newest month
+        first, by date within a month: one pass, for a caller to page through and cache."""
         rows = self.conn.execute(
-            f"select {self._MONTH} m, count(*) from photos p where p.status = 'ok' "
-            "group by m order by m desc"
+            "select id, coalesce(taken_at, strftime('%Y-%m-%dT%H:%M:%S', mtime_ns / 1000000000, "
+            "'unixepoch')) d from photos where status = 'ok' order by d, id"
         )
-        return [(m or "undated", int(n)) for m, n in rows]
-
-    def photos_in_month(
-        self, month: str, *, offset: int = 0, limit: int = 60
-    ) -> tuple[list[Photo], int]:
-        where = f"p.status = 'ok' and {self._MONTH} = ?"
-        total = self.conn.execute(f"select count(*) from photos p where {where}", [month])
-        count = int(total.fetchone()[0])
-        order = "coalesce(p.taken_at, p.mtime_ns), p.id"
-        page = self._photos(f"{where} order by {order} limit ? offset ?", [month, limit, offset])
-        return page, count
+        months: dict[str, list[int]] = {}
+        for photo_id, date in rows:
+            months.setdefault((date or "undated")[:7], []).append(photo_id)
+        return sorted(months.items(), reverse=True)
 
     def photos_with_tag(
         self, tag: str, *, offset: int = 0, limit: int = 60
     ) -> tuple[list[Photo], int]:
         """Present photos carrying ``tag`` (any source, case-insensitive), best score first."""
-        tagged = (
+        tagged = (  # "collate nocase" uses the tags_tag index
             "select photo_id, max(coalesce(score, 1.0)) s from tags "
-            "where lower(tag) = lower(?) group by photo_id"
+            "where tag = ? collate nocase group by photo_id"
         )
         base = f"from ({tagged}) t join photos p on p.id = t.photo_id where p.status = 'ok'"
         count = int(self.conn.execute(f"select count(*) {base}", [tag]).fetchone()[0])

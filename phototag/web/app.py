@@ -8,6 +8,7 @@ deleted after use.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import os
@@ -28,7 +29,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -153,10 +154,23 @@ class WebState:
         self.lock = threading.RLock()
         self._stack = ExitStack()
         self._writer: Any = None
+        self._cache: dict[str, tuple[tuple[int, int], Any]] = {}
 
     def call(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         with self.lock:
             return fn(*args, **kwargs)
+
+    def cached(self, name: str, fn: Callable[[], _T]) -> _T:
+        """``fn()`` computed once per catalog state: whole-library listings (folders, months,
+        tag counts) cost a scan of every row, and most page views change nothing."""
+        with self.lock:
+            version = self.library.catalog.data_version()
+            hit = self._cache.get(name)
+            if hit is not None and hit[0] == version:
+                return hit[1]  # type: ignore[no-any-return]
+            value = fn()
+            self._cache[name] = (self.library.catalog.data_version(), value)
+            return value
 
     def writer(self) -> Any:
         """The metadata writer for edits (one ExifTool process, started on the first edit)."""
@@ -430,11 +444,11 @@ async def browse_page(request: Request) -> Response:
     catalog = state.library.catalog
     params = request.query_params
     page = _page(params.get("page"))
-    folders = await _run(request, catalog.folders)
-    months = await _run(request, catalog.months)
+    folders = await _run(request, state.cached, "folders", catalog.folders)
+    by_month = await _run(request, state.cached, "months", catalog.photos_by_month)
     folder, month = params.get("folder"), params.get("month")
-    if not folder and not month and months:
-        month = months[0][0]
+    if not folder and not month and by_month:
+        month = by_month[0][0]
     offset = (page - 1) * PAGE_SIZE
     if folder:
         photos, total = await _run(
@@ -442,14 +456,15 @@ async def browse_page(request: Request) -> Response:
         )
         title, query = display(folder), {"folder": folder}
     elif month:
-        photos, total = await _run(
-            request, catalog.photos_in_month, month, offset=offset, limit=PAGE_SIZE
-        )
-        title, query = month, {"month": month}
+        ids = dict(by_month).get(month, [])
+        found = await _run(request, catalog.photos_by_id, ids[offset : offset + PAGE_SIZE])
+        photos = [found[i] for i in ids[offset : offset + PAGE_SIZE] if i in found]
+        total, title, query = len(ids), month, {"month": month}
     else:
         photos, total, title, query = [], 0, "", {}
     cards = await _run(request, state.photo_cards, photos)
     roots = await _run(request, catalog.roots)
+    months = [(m, len(ids)) for m, ids in by_month]
     return _render(
         request, "browse.html", cards=cards, total=total, page=page, title=title,
         pages=_pager(query, page, total), folders=_folder_rows(folders, roots),
@@ -491,7 +506,8 @@ def _years(months: list[tuple[str, int]]) -> list[dict[str, Any]]:
 
 
 async def tags_page(request: Request) -> Response:
-    counts = await _run(request, _state(request).library.catalog.tag_counts, None)
+    catalog = _state(request).library.catalog
+    counts = await _run(request, _state(request).cached, "tags", lambda: catalog.tag_counts(None))
     top = max((c for _, c in counts), default=1)
     return _render(request, "tags.html", counts=counts, top=top)
 
@@ -528,28 +544,41 @@ async def preview(request: Request) -> Response:
 
 
 async def _picture(request: Request, size: int) -> Response:
+    """One worker-thread hop: the catalog row (only photos in the catalog are served), then
+    the cached JPEG, made first when it is not there yet."""
     state = _state(request)
-    photo_id = request.path_params["id"]
-    photos = await _run(request, state.library.catalog.photos_by_id, [photo_id])
-    photo = photos.get(photo_id)
+    found = await run_in_threadpool(_picture_bytes, state, request.path_params["id"], size)
+    if isinstance(found, Response):
+        return found
+    data, content_hash = found
+    versioned = bool(content_hash) and request.query_params.get("v") == content_hash[:16]
+    headers = {"Cache-Control": _IMMUTABLE if versioned else "no-cache"}
+    return Response(data, headers=headers, media_type="image/jpeg")
+
+
+def _picture_bytes(state: WebState, photo_id: int, size: int) -> tuple[bytes, str] | Response:
+    photo = state.call(state.library.catalog.photos_by_id, [photo_id]).get(photo_id)
     if photo is None:
         return _placeholder("not in the catalog", 404)
     if photo.status != "ok":
         return _placeholder(photo.error or "the file is missing")
     try:
-        picture = await run_in_threadpool(state.thumbnails.get, photo.path, photo.hash, size)
+        picture = state.thumbnails.get(photo.path, photo.hash, size)
+        return picture.path.read_bytes(), photo.hash or ""
     except PhotoError as exc:
         return _placeholder(exc.reason)
     except OSError as exc:  # the cache folder is not writable: still a placeholder, not a 500
         log.warning("thumbnail cache: %s", exc)
         return _placeholder("thumbnail cache not writable")
-    versioned = bool(photo.hash) and request.query_params.get("v") == photo.hash[:16]
-    headers = {"Cache-Control": _IMMUTABLE if versioned else "no-cache"}
-    return FileResponse(picture.path, media_type="image/jpeg", headers=headers)
+
+
+@functools.lru_cache(maxsize=1)
+def _placeholder_svg() -> bytes:
+    return (HERE / "static" / "placeholder.svg").read_bytes()
 
 
 def _placeholder(reason: str, status: int = 200) -> Response:
-    body = (HERE / "static" / "placeholder.svg").read_bytes()
+    body = _placeholder_svg()
     headers = {"Cache-Control": "no-store", "X-Phototag-Placeholder": reason[:200]}
     return Response(body, status, headers=headers, media_type="image/svg+xml")
 
