@@ -110,6 +110,15 @@ def latency(url: str, runs: int) -> tuple[float, float]:
     return statistics.median(times), times[max(0, int(len(times) * 0.95) - 1)]
 
 
+def server_cpu(pid: int) -> float:
+    """CPU seconds the server process has used (Linux; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def fetch_all(urls: list[str]) -> float:
     started = time.perf_counter()
     with ThreadPoolExecutor(BROWSER_CONNECTIONS) as pool:
@@ -167,15 +176,31 @@ def main() -> None:
             assert len(thumbs) == PAGE_PHOTOS, len(thumbs)
             urls = [url + t.lstrip("/") for t in thumbs]
             cold = fetch_all(urls)
+            cpu_before = server_cpu(proc.pid)
             warm = statistics.median(fetch_all(urls) for _ in range(5))
+            warm_cpu = (server_cpu(proc.pid) - cpu_before) / 5
             size = Image.open(photos[0]).size
             print(f"thumbnails, a page of {PAGE_PHOTOS} ({size[0]}x{size[1]} JPEGs, "
                   f"{BROWSER_CONNECTIONS} connections): cold {cold * 1000:.0f} ms "
                   f"({PAGE_PHOTOS / cold:.0f}/s), warm {warm * 1000:.0f} ms "
-                  f"({PAGE_PHOTOS / warm:.0f}/s)")  # fmt: skip
+                  f"({PAGE_PHOTOS / warm:.0f}/s); server CPU for a warm page "
+                  f"{warm_cpu * 1000:.0f} ms")  # fmt: skip
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+        # the same work in this process, in CPU time: what an idle machine would see
+        from phototag.web.thumbnails import THUMB_SIZE, render
+
+        cpu = time.process_time()
+        for path in photos:
+            render(path, THUMB_SIZE)
+        per = (time.process_time() - cpu) / len(photos)
+        cores = min(os.cpu_count() or 1, BROWSER_CONNECTIONS)
+        print(
+            f"thumbnail CPU time: {per * 1000:.0f} ms each; a page of {PAGE_PHOTOS} on {cores} "
+            f"idle cores: about {per * PAGE_PHOTOS / cores * 1000:.0f} ms cold; "
+            f"load average during the run: {os.getloadavg()[0]:.1f}"
+        )
 
 
 if __name__ == "__main__":
