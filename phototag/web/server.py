@@ -75,28 +75,28 @@ def serve(
     from phototag.web.app import create_app
 
     token = needs_token(host, token)
-    app = create_app(library, write=write, token=token)
-    config = uvicorn.Config(
-        app, host=host, port=port, log_level="info" if verbose > 1 else "warning",
-        access_log=verbose > 0, lifespan="on", server_header=False,
-    )  # fmt: skip
-
-    class Server(uvicorn.Server):
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets)
-            if not self.started:
-                return
-            bound = self.servers[0].sockets[0].getsockname()[1] if self.servers else port
-            url = url_for(host, bound)
-            echo(f"serving {library.catalog_path} at {url} (Ctrl-C stops)")
-            if token:
-                echo(f"token: {token}  (open {url}?token={token} once; a cookie keeps it)")
-            if open_browser:
-                threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
-
-    sock = listen(host, port)
-    server = Server(config)
+    sock = listen(host, port)  # first: a busy port fails before uvicorn sets up its logging
     try:
+        app = create_app(library, write=write, token=token)
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="info" if verbose > 1 else "warning",
+            access_log=verbose > 0, lifespan="on", server_header=False,
+        )  # fmt: skip
+
+        class Server(uvicorn.Server):
+            async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+                await super().startup(sockets)
+                if not self.started:
+                    return
+                bound = self.servers[0].sockets[0].getsockname()[1] if self.servers else port
+                url = url_for(host, bound)
+                echo(f"serving {library.catalog_path} at {url} (Ctrl-C stops)")
+                if token:
+                    echo(f"token: {token}  (open {url}?token={token} once; a cookie keeps it)")
+                if open_browser:
+                    threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+
+        server = Server(config)
         with _quiet_signals():
             server.run(sockets=[sock])
     finally:
