@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -129,8 +130,26 @@ def m005_photo_facts(db: sqlite_utils.Database) -> None:
     db.execute("create index photos_photo_date on photos(photo_date)")
 
 
+def m020_rejected_tags(db: sqlite_utils.Database) -> None:
+    """Tags the user rejected for a photo (``phototag serve``): never written again for it.
+
+    ``key`` is the tag's comparison form (NFC, case-folded, single spaces); a row goes away
+    when the user adds the same keyword back.
+    """
+    db.execute(
+        """
+        create table rejected_tags (
+            photo_id integer not null references photos(id) on delete cascade,
+            key text not null,
+            tag text not null,
+            rejected_at real not null,
+            primary key (photo_id, key)
+        )"""
+    )
+
+
 #: Append-only: a migration that has shipped is never edited, only followed by a new one.
-MIGRATIONS = [m001_initial, m002_objects, m005_photo_facts]
+MIGRATIONS = [m001_initial, m002_objects, m005_photo_facts, m020_rejected_tags]
 
 
 def migrations() -> Migrations:
@@ -192,6 +211,12 @@ _LOCAL_MTIME = "strftime('%Y-%m-%dT%H:%M:%S', ? / 1000000000, 'unixepoch', 'loca
 
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def tag_key(text: str) -> str:
+    """How tags compare: NFC, case-folded, whitespace collapsed ("Café" == "café ")."""
+    folded = unicodedata.normalize("NFC", unicodedata.normalize("NFC", text).casefold())
+    return " ".join(folded.split())
 
 
 def _blob(vector: np.ndarray, dtype: str) -> bytes:
@@ -701,17 +726,6 @@ class Catalog:
             [(photo_id, model, o.label, o.score, *o.box) for o in objects],
         )
 
-    def objects_of(self, photo_id: int, model: str) -> list[Detection]:
-        """A photo's detected objects under ``model``, best first."""
-        from phototag.detection import Detection
-
-        rows = self.conn.execute(
-            "select label, score, x1, y1, x2, y2 from objects "
-            "where photo_id = ? and model = ? order by score desc",
-            [photo_id, model],
-        )
-        return [Detection(label, score, (x1, y1, x2, y2)) for label, score, x1, y1, x2, y2 in rows]
-
     def tags_of(self, photo_ids: Iterable[int]) -> dict[int, list[tuple[Tag, str]]]:
         """Tags per photo as (Tag, source), user tags first, then by score."""
         ids = list(photo_ids)
@@ -743,15 +757,125 @@ class Catalog:
         )
         return {int(pid): float(score) for pid, score in rows}
 
-    def tag_counts(self, limit: int = 50) -> list[tuple[str, int]]:
+    def data_version(self) -> tuple[int, int]:
+        """Changes whenever the catalog does (another process's commit, or one of ours)."""
+        row = self.conn.execute("pragma data_version").fetchone()
+        return int(row[0]), self.conn.total_changes
+
+    def tag_counts(self, limit: int | None = 50) -> list[tuple[str, int]]:
+        """Tags with the number of present photos carrying them (any source), most first."""
         return [
             (tag, count)
             for tag, count in self.conn.execute(
-                "select t.tag, count(*) c from tags t join photos p on p.id = t.photo_id "
-                "where p.status = 'ok' group by lower(t.tag) order by c desc, t.tag limit ?",
-                [limit],
+                "select t.tag, count(distinct t.photo_id) c from tags t "
+                "join photos p on p.id = t.photo_id where p.status = 'ok' "
+                "group by lower(t.tag) order by c desc, lower(t.tag) limit ?",
+                [-1 if limit is None else limit],
             )
         ]
+
+    # -- corrections (rejected tags) ----------------------------------------------------------
+
+    def rejected_tags(self, photo_id: int) -> set[str]:
+        """Keys (``tag_key``) of the tags the user rejected for this photo."""
+        rows = self.conn.execute("select key from rejected_tags where photo_id = ?", [photo_id])
+        return {r[0] for r in rows}
+
+    def record_rejections(
+        self, photo_id: int, *, reject: Iterable[str] = (), allow: Iterable[str] = ()
+    ) -> None:
+        """Remember tags rejected for a photo; ``allow`` forgets a rejection (added back)."""
+        now = time.time()
+        self.conn.executemany(
+            "insert or replace into rejected_tags (photo_id, key, tag, rejected_at) "
+            "values (?, ?, ?, ?)",
+            [(photo_id, tag_key(t), t, now) for t in reject if tag_key(t)],
+        )
+        self.conn.executemany(
+            "delete from rejected_tags where photo_id = ? and key = ?",
+            [(photo_id, tag_key(t)) for t in allow],
+        )
+
+    # -- detected objects ---------------------------------------------------------------------
+
+    def objects_of(self, photo_id: int, model: str | None = None) -> list[Detection]:
+        """Boxes detected in a photo (by ``model``, or by any), best first."""
+        from phototag.detection import Detection
+
+        sql = "select label, score, x1, y1, x2, y2 from objects where photo_id = ?"
+        params: list[object] = [photo_id]
+        if model is not None:
+            sql += " and model = ?"
+            params.append(model)
+        rows = self.conn.execute(sql + " order by score desc", params).fetchall()
+        return [Detection(label, float(score), tuple(box)) for label, score, *box in rows]
+
+    # -- browsing -----------------------------------------------------------------------------
+
+    def folders(self) -> list[tuple[str, int]]:
+        """Every folder holding present photos directly, with their count, by path."""
+        rows = self.conn.execute(
+            "select r.path, rtrim(p.relpath, replace(p.relpath, '/', '')) d, count(*) "
+            "from photos p join roots r on r.id = p.root_id where p.status = 'ok' "
+            "group by p.root_id, d"
+        ).fetchall()
+        found = [
+            (os.path.join(root, folder.rstrip("/")).rstrip("/"), n) for root, folder, n in rows
+        ]
+        return sorted(found)
+
+    def photos_in_folder(
+        self, folder: Path, *, offset: int = 0, limit: int = 60
+    ) -> tuple[list[Photo], int]:
+        """A page of the present photos directly in ``folder`` (by name) and how many it has."""
+        found = self.find_root(Path(folder))
+        if found is None:
+            return [], 0
+        root_id, _root, prefix = found
+        low = prefix + "/" if prefix else ""
+        # a range on (root_id, relpath) uses the unique index; '0' sorts right after '/'
+        where = "p.root_id = ? and p.status = 'ok' and instr(substr(p.relpath, ?), '/') = 0"
+        params: list[object] = [root_id, len(low) + 1]
+        if low:
+            where += " and p.relpath >= ? and p.relpath < ?"
+            params += [low, prefix + "0"]
+        total = self.conn.execute(f"select count(*) from photos p where {where}", params)
+        count = int(total.fetchone()[0])
+        page = self._photos(
+            f"{where} order by p.relpath limit ? offset ?", [*params, limit, offset]
+        )
+        return page, count
+
+    def photos_by_month(self) -> list[tuple[str, list[int]]]:
+        """Present photos' ids per ``YYYY-MM`` (date taken, else file date), newest month
+        first, by date within a month: one pass, for a caller to page through and cache."""
+        rows = self.conn.execute(
+            "select id, coalesce(taken_at, strftime('%Y-%m-%dT%H:%M:%S', mtime_ns / 1000000000, "
+            "'unixepoch')) d from photos where status = 'ok' order by d, id"
+        )
+        months: dict[str, list[int]] = {}
+        for photo_id, date in rows:
+            months.setdefault((date or "undated")[:7], []).append(photo_id)
+        return sorted(months.items(), reverse=True)
+
+    def photos_with_tag(
+        self, tag: str, *, offset: int = 0, limit: int = 60
+    ) -> tuple[list[Photo], int]:
+        """Present photos carrying ``tag`` (any source, case-insensitive), best score first."""
+        tagged = (  # "collate nocase" uses the tags_tag index
+            "select photo_id, max(coalesce(score, 1.0)) s from tags "
+            "where tag = ? collate nocase group by photo_id"
+        )
+        base = f"from ({tagged}) t join photos p on p.id = t.photo_id where p.status = 'ok'"
+        count = int(self.conn.execute(f"select count(*) {base}", [tag]).fetchone()[0])
+        ids = [
+            r[0]
+            for r in self.conn.execute(
+                f"select p.id {base} order by t.s desc, p.id limit ? offset ?", [tag, limit, offset]
+            )
+        ]
+        photos = self.photos_by_id(ids)
+        return [photos[i] for i in ids if i in photos], count
 
     # -- status -------------------------------------------------------------------------------
 

@@ -429,6 +429,30 @@ def untag(ctx: click.Context, paths: tuple[Path, ...], sidecar: bool, dry_run: b
 
 
 @cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in a web browser.")
+@click.option(
+    "--token", default=None,
+    help="Ask browsers for this token (one is generated for any host but localhost).",
+)  # fmt: skip
+@write_mode_options
+@click.pass_context
+def serve(
+    ctx: click.Context, host: str, port: int, open_browser: bool, token: str | None,
+    no_write: bool, sidecar: bool,
+) -> None:  # fmt: skip
+    """A local web page to search, browse and correct the library."""
+    from phototag.web.server import serve as run_server
+
+    library = _library(ctx)
+    run_server(
+        library, host=host, port=port, token=token, open_browser=open_browser,
+        write=_write_mode(library, no_write, sidecar), verbose=library.verbose, echo=click.echo,
+    )  # fmt: skip
+
+
+@cli.command()
 @click.argument("old", type=click.Path(path_type=Path))
 @click.argument("new", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.pass_context

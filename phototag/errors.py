@@ -64,3 +64,15 @@ class CatalogError(PhototagError):
 
 class BadQuery(PhototagError):
     """A query the user must rephrase (a bad date, no search term): a usage error, exit 2."""
+
+
+class UnknownPhoto(PhototagError):
+    """No photo with this id in the catalog (``phototag serve`` addresses photos by id)."""
+
+    def __init__(self, photo_id: int) -> None:
+        self.photo_id = photo_id
+        super().__init__(f"no photo {photo_id} in the catalog")
+
+
+class InvalidKeyword(PhototagError):
+    """A keyword the user typed cannot be written (empty, too long)."""

@@ -21,7 +21,7 @@ from pathlib import Path
 from threading import Lock
 from typing import TYPE_CHECKING, Any
 
-from phototag.catalog import ERROR, MACHINE, USER, Catalog, Photo
+from phototag.catalog import ERROR, MACHINE, USER, Catalog, Photo, tag_key
 from phototag.errors import PhotoError, UnreadableImage, WriteError
 from phototag.imaging import Decoded, content_hash, decode
 from phototag.scanner import FileEntry, ScanError, check_file, walk
@@ -473,6 +473,9 @@ class Indexer:
             mtime_ns=p.mtime_ns,
         )  # fmt: skip
         self.catalog.set_vectors(photo_id, self.model.name, emb.visual, emb.semantic)
+        rejected = self.catalog.rejected_tags(photo_id)
+        if rejected:  # the user said no to these for this photo: never again
+            tags = [t for t in tags if tag_key(t.tag) not in rejected]
         self.catalog.set_tags(photo_id, tags, source=MACHINE, model=self.model.name)
         self.catalog.set_objects(photo_id, self.model.name, emb.objects)
         kind = "changed" if job.existing is not None and job.existing.status != "missing" else "new"

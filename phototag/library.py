@@ -15,15 +15,23 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from phototag.catalog import MACHINE, Catalog, default_catalog_path
+from phototag.catalog import MACHINE, USER, Catalog, default_catalog_path, tag_key
 from phototag.config import Config
-from phototag.errors import PhototagError, UnreadableImage, WriteError
+from phototag.errors import (
+    InvalidKeyword,
+    PhotoError,
+    PhototagError,
+    UnknownPhoto,
+    UnreadableImage,
+    WriteError,
+)
 from phototag.types import Tag
 
 if TYPE_CHECKING:
     import numpy as np
 
     from phototag.backends import Backend
+    from phototag.detection import Detection
     from phototag.duplicates import Group
     from phototag.indexer import Event, Indexer, Summary
     from phototag.models import ModelSpec
@@ -36,6 +44,8 @@ class Hit:
     path: Path
     score: float
     tags: list[str] = field(default_factory=list)
+    #: the catalog's photo id (not part of the CLI's JSON)
+    id: int | None = None
     #: what made the score: matched tags, vector score, each term's part (``find``)
     why: dict[str, Any] | None = None
 
@@ -57,6 +67,62 @@ class PhotoTags:
             "path": str(self.path),
             "tags": [{"tag": t.tag, "score": round(t.score, 6)} for t in self.tags],
         }
+
+
+@dataclass
+class PhotoTag:
+    tag: str
+    score: float
+    source: str  # "machine" or "user"
+    hierarchy: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"tag": self.tag, "score": round(self.score, 6), "source": self.source}
+
+
+@dataclass
+class PhotoInfo:
+    """One catalogued photo as ``phototag serve`` shows it."""
+
+    id: int
+    path: Path
+    status: str
+    error: str | None
+    size: int
+    width: int | None
+    height: int | None
+    taken_at: str | None
+    tags: list[PhotoTag]
+    objects: list[Detection] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "path": str(self.path), "status": self.status, "error": self.error,
+            "size": self.size, "width": self.width, "height": self.height,
+            "taken_at": self.taken_at, "tags": [t.as_dict() for t in self.tags],
+            "objects": [o.as_dict() for o in self.objects],
+            "rejected": self.rejected,
+        }  # fmt: skip
+
+
+#: the longest keyword the page accepts (IPTC holds 64 bytes; XMP takes longer ones)
+MAX_KEYWORD_CHARS = 200
+
+
+def _keywords(values: Sequence[str], what: str) -> list[str]:
+    """Typed keywords, cleaned: single spaces, no empties, no duplicates (by tag_key)."""
+    found: dict[str, str] = {}
+    for value in values:
+        if not isinstance(value, str):
+            raise InvalidKeyword(f"{what}: keywords are text, not {type(value).__name__}")
+        text = " ".join(value.split())
+        if not text:
+            continue
+        if len(text) > MAX_KEYWORD_CHARS:
+            raise InvalidKeyword(f"{what}: keyword longer than {MAX_KEYWORD_CHARS} characters")
+        found.setdefault(tag_key(text), text)
+    return list(found.values())
 
 
 class Library:
@@ -184,6 +250,15 @@ class Library:
 
     # -- queries ------------------------------------------------------------------------------
 
+    def _hits(self, ranked: list[tuple[int, float]]) -> list[Hit]:
+        photos = self.catalog.photos_by_id(pid for pid, _ in ranked)
+        tags = self.catalog.tags_of(pid for pid, _ in ranked)
+        return [
+            Hit(photos[pid].path, score, [t.tag for t, _src in tags.get(pid, [])], id=pid)
+            for pid, score in ranked
+            if pid in photos
+        ]
+
     def query_engine(self) -> QueryEngine:
         from phototag.query import QueryEngine
         from phototag.words import WordVectors
@@ -213,7 +288,9 @@ class Library:
                 "vector": round(found.vector, 6),
                 "terms": [term.as_dict() for term in found.terms],
             }
-            hits.append(Hit(photos[found.photo_id].path, found.score, names, why))
+            hits.append(
+                Hit(photos[found.photo_id].path, found.score, names, id=found.photo_id, why=why)
+            )
         return hits
 
     def similar(
@@ -359,6 +436,89 @@ class Library:
                         if outcome.changed and outcome.target == item.path:
                             remember_rewrite(self.catalog, row.id, item.path)
         return summary
+
+    # -- one photo: details and corrections (phototag serve) ------------------------------------
+
+    def photo(self, photo_id: int) -> PhotoInfo:
+        """A catalogued photo with its tags (user first, one entry per tag) and detected objects."""
+        row = self.catalog.photos_by_id([photo_id]).get(photo_id)
+        if row is None:
+            raise UnknownPhoto(photo_id)
+        seen: set[str] = set()
+        tags = []
+        for tag, source in self.catalog.tags_of([photo_id])[photo_id]:
+            key = tag_key(tag.tag)
+            if key not in seen:  # an accepted machine tag is listed once, as the user's
+                seen.add(key)
+                tags.append(PhotoTag(tag.tag, tag.score, source, tag.hierarchy))
+        return PhotoInfo(
+            row.id, row.path, row.status, row.error, row.size, row.width, row.height,
+            row.taken_at, tags, self.catalog.objects_of(photo_id, self.model.name),
+            sorted(self.catalog.rejected_tags(photo_id)),
+        )  # fmt: skip
+
+    def similar_to(self, photo_id: int, *, limit: int = 20) -> list[Hit]:
+        """Photos most like a catalogued one, from its stored vector (none without one)."""
+        from phototag.search import VectorIndex
+
+        vector = self.catalog.vector_of(photo_id, self.model.name, "visual")
+        if vector is None:
+            return []
+        index = VectorIndex(self.catalog, self.model.name, "visual")
+        return self._hits(index.query(vector, limit, exclude={photo_id}))
+
+    def edit_keywords(
+        self,
+        photo_id: int,
+        *,
+        add: Sequence[str] = (),
+        accept: Sequence[str] = (),
+        reject: Sequence[str] = (),
+        writer: Any = None,
+    ) -> PhotoInfo:
+        """Correct a photo's tags, in its file (through ``writer``, as ``index`` writes) and in
+        the catalog: ``accept`` makes machine tags user keywords, ``reject`` removes tags and
+        remembers never to write them again for this photo, ``add`` adds user keywords.
+        Without a writer only the catalog changes."""
+        from phototag.indexer import remember_rewrite
+
+        add, accept, reject = (
+            _keywords(add, "add"),
+            _keywords(accept, "accept"),
+            _keywords(reject, "reject"),
+        )
+        info = self.photo(photo_id)
+        if info.status != "ok":
+            raise PhotoError(info.path, "the photo is not on disk any more; run phototag index")
+        rejected = {tag_key(t) for t in reject}
+        accepted = {tag_key(t) for t in accept} - rejected
+        stored = self.catalog.tags_of([photo_id])[photo_id]
+        machine = [t for t, src in stored if src == MACHINE]
+        user = [t.tag for t, src in stored if src == USER]
+        kept = [t for t in machine if tag_key(t.tag) not in accepted | rejected]
+        new_user = [t.tag for t in machine if tag_key(t.tag) in accepted] + [
+            t for t in add if tag_key(t) not in rejected
+        ]
+        if writer is not None:
+            unchanged = self._current_row(info.path) is not None
+            try:
+                outcome = writer.edit(
+                    info.path, kept, model=self.model.name, add=new_user, remove=reject
+                )
+                user = writer.read_keywords(info.path)
+            except WriteError as exc:
+                raise WriteError(info.path, f"nothing changed: {exc.reason}") from None
+        else:
+            outcome, unchanged = None, False
+            user = [u for u in user if tag_key(u) not in rejected] + new_user
+        with self.catalog.batch():
+            self.catalog.set_tags(photo_id, kept, source=MACHINE, model=self.model.name)
+            self.catalog.set_tags(photo_id, [Tag(k, 1.0) for k in user], source=USER)
+            self.catalog.record_rejections(photo_id, reject=reject, allow=new_user)
+            # only a file that was current: else the next index run must see the user's change
+            if unchanged and outcome.changed and outcome.target == info.path:
+                remember_rewrite(self.catalog, photo_id, info.path)
+        return self.photo(photo_id)
 
     def models(self) -> list[dict[str, Any]]:
         """Shipped and trained models, user models first (they hide a shipped one's name)."""

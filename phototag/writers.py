@@ -168,6 +168,21 @@ class TagWriter(ABC):
     def remove(self, path: Path) -> WriteOutcome:
         """Remove the photo's machine tags (``phototag untag``)."""
 
+    def edit(
+        self,
+        path: Path,
+        tags: Sequence[Tag],
+        *,
+        model: str,
+        add: Sequence[str] = (),
+        remove: Sequence[str] = (),
+    ) -> WriteOutcome:
+        """``write``, and change the user's own keywords: ``add`` them, ``remove`` them
+        (``phototag serve``). A writer that cannot change them refuses such a change."""
+        if add or remove:
+            raise WriteError(path, f"the {self.name or 'tag'} writer cannot change keywords")
+        return self.write(path, tags, model=model)
+
     @abstractmethod
     def read_keywords(self, path: Path) -> list[str]:
         """The user's own keywords for the photo (machine tags excluded)."""
@@ -362,27 +377,38 @@ def _dedup(values: Iterable[str]) -> list[str]:
 
 
 class _Owner:
-    """Tells a file's machine values from the user's."""
+    """Tells a file's machine values from the user's.
 
-    def __init__(self, fields: _Fields, parent: str | None) -> None:
+    ``drop`` holds keys of user keywords being removed: they count as machine values that
+    are no longer wanted (a hierarchical value goes when its leaf is dropped).
+    """
+
+    def __init__(
+        self, fields: _Fields, parent: str | None, drop: frozenset[str] = frozenset()
+    ) -> None:
         self.keywords = set(fields.owned_keywords)
         self.hierarchy = set(fields.owned_hierarchy)
         self.parent = keyword_key(parent) if parent else None
+        self.drop = drop
 
     def keyword(self, value: str) -> bool:
-        return value in self.keywords
+        return value in self.keywords or (bool(self.drop) and keyword_key(value) in self.drop)
 
     def hier(self, value: str) -> bool:
         """``value`` in '|' form; anything under the machine parent counts as machine too."""
         if value in self.hierarchy:
             return True
         key = keyword_key(value)
+        if self.drop and keyword_key(_leaf(value)) in self.drop:
+            return True
         return bool(self.parent) and (key == self.parent or key.startswith(f"{self.parent}|"))
 
 
-def _user_keywords(fields: _Fields, parent: str | None) -> tuple[list[str], list[str]]:
+def _user_keywords(
+    fields: _Fields, parent: str | None, drop: frozenset[str] = frozenset()
+) -> tuple[list[str], list[str]]:
     """The user's flat keywords and hierarchical ones ('|' form) in one file."""
-    owner = _Owner(fields, parent)
+    owner = _Owner(fields, parent, drop)
     flat = [
         v for v in fields.subject + fields.iptc + (fields.xp_keywords or [])
         if not owner.keyword(v)
@@ -537,19 +563,30 @@ def _plan(
     iptc: bool,
     in_place: bool,
     photo: _Fields | None = None,
+    add: Sequence[str] = (),
+    drop: frozenset[str] = frozenset(),
 ) -> _Plan:
     """Compare what the file holds with what it should hold; pure, so it is cheap to test.
 
     All fields end up consistent: a user keyword found in any field is kept where it is and
     mirrored into the fields missing it (readers like digiKam and Immich use only the first
     non-empty field). A sidecar also carries the photo's own keywords (``photo``), because
-    apps reading a sidecar ignore the embedded ones.
+    apps reading a sidecar ignore the embedded ones. ``add`` are new user keywords (they
+    cause a write like machine tags do); ``drop`` are keys of user keywords to remove.
     """
-    owner = _Owner(current, parent)
-    user_flat, user_hier = _user_keywords(current, parent)
+    owner = _Owner(current, parent, drop)
+    user_flat, user_hier = _user_keywords(current, parent, drop)
     if photo is not None:
-        photo_flat, photo_hier = _user_keywords(photo, parent)
+        photo_flat, photo_hier = _user_keywords(photo, parent, drop)
         user_flat, user_hier = user_flat + photo_flat, user_hier + photo_hier
+    added = [v for v in (_clean(a) for a in add) if v and keyword_key(v) not in drop]
+    user_flat += added
+    if drop and machine:
+        machine = _Machine(
+            *(tuple(v for v in values if keyword_key(_leaf(v)) not in drop)
+              for values in (machine.keywords, machine.hierarchy)),
+            tuple(t for t in machine.tags if keyword_key(t[0]) not in drop), machine.model,
+        )  # fmt: skip
     user_flat = [v for v in user_flat if not _NOT_XML.search(v)]  # they stay where they are
     user_hier = [v for v in user_hier if not _NOT_XML.search(v)]
     hier = _dedup(user_hier)
@@ -563,7 +600,8 @@ def _plan(
     add_hier = [v for v in machine.hierarchy if keyword_key(v) not in hier_keys] if machine else []
     want_flat, want_hier = flat + add_flat, hier + add_hier
     slashed = [v.replace("|", "/") for v in want_hier]
-    mflat, mhier = set(add_flat), set(add_hier)
+    # values that cause a write when added: machine tags, and keywords the user adds
+    mflat, mhier = set(add_flat) | set(added), set(add_hier)
     mslash = {v.replace("|", "/") for v in add_hier}
 
     def is_slash_machine(value: str) -> bool:
@@ -910,11 +948,37 @@ class ExifToolWriter(TagWriter):
     def remove(self, path: Path) -> WriteOutcome:
         return self._apply(Path(path), None)
 
-    def _apply(self, path: Path, machine: _Machine | None) -> WriteOutcome:
-        with self._lock:  # one exiftool process: one file at a time
-            return self._apply_locked(Path(os.path.abspath(path)), machine)
+    def edit(
+        self,
+        path: Path,
+        tags: Sequence[Tag],
+        *,
+        model: str,
+        add: Sequence[str] = (),
+        remove: Sequence[str] = (),
+    ) -> WriteOutcome:
+        drop = frozenset(k for k in (keyword_key(v) for v in remove) if k)
+        machine = _machine(tags, model, self.machine_parent)
+        return self._apply(Path(path), machine, add=tuple(add), drop=drop)
 
-    def _apply_locked(self, path: Path, machine: _Machine | None) -> WriteOutcome:
+    def _apply(
+        self,
+        path: Path,
+        machine: _Machine | None,
+        *,
+        add: Sequence[str] = (),
+        drop: frozenset[str] = frozenset(),
+    ) -> WriteOutcome:
+        with self._lock:  # one exiftool process: one file at a time
+            return self._apply_locked(Path(os.path.abspath(path)), machine, add, drop)
+
+    def _apply_locked(
+        self,
+        path: Path,
+        machine: _Machine | None,
+        add: Sequence[str] = (),
+        drop: frozenset[str] = frozenset(),
+    ) -> WriteOutcome:
         if not self.can_handle(path):
             raise WriteError(path, "not a photo format phototag can write tags for")
         try:
@@ -943,7 +1007,7 @@ class ExifToolWriter(TagWriter):
             iptc=in_place
             and target.suffix.lower() in IPTC_EXTENSIONS
             and not current.iptc_legacy,
-            photo=None if in_place else fields.get(path),
+            photo=None if in_place else fields.get(path), add=add, drop=drop,
         )  # fmt: skip
         added, removed = plan.summary() if plan.changed else ([], [])
         if not plan.changed or self.dry_run:
