@@ -32,6 +32,9 @@ TARGET_PRECISION = 0.8
 PRIOR_PHOTOS = 2.0
 #: no word is written below this probability, however its photos went
 MIN_PROBABILITY = 0.5
+#: the catalog (search, ``phototag tags``) lists words from this probability on; files get
+#: only the words above their own threshold
+LIST_PROBABILITY = 0.3
 
 
 def sigmoid(x: float | np.ndarray) -> Any:
@@ -58,6 +61,7 @@ class Calibration:
     defaults: dict[str, Platt] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
     default_threshold: float = 0.9
+    list_threshold: float = LIST_PROBABILITY
     dropped: set[str] = field(default_factory=set)
     #: a word that, when written, makes these words redundant or wrong (people -> person)
     excludes: dict[str, list[str]] = field(default_factory=dict)
@@ -76,6 +80,7 @@ class Calibration:
                 defaults={s: Platt(*p) for s, p in data["defaults"].items()},
                 thresholds={w: float(t) for w, t in data["thresholds"].items()},
                 default_threshold=float(data.get("default_threshold", 0.9)),
+                list_threshold=float(data.get("list_threshold", LIST_PROBABILITY)),
                 dropped=set(data.get("dropped", [])),
                 excludes={w: list(v) for w, v in data.get("excludes", {}).items()},
             )
@@ -92,6 +97,7 @@ class Calibration:
             "maps": maps,
             "thresholds": {w: round(t, 4) for w, t in sorted(self.thresholds.items())},
             "default_threshold": self.default_threshold,
+            "list_threshold": self.list_threshold,
             "dropped": sorted(self.dropped),
             "excludes": self.excludes,
         }
@@ -112,11 +118,17 @@ class Calibration:
                 best[word] = p
         return best
 
-    def written(self, probs: Mapping[str, float]) -> dict[str, float]:
-        """The words that clear their own threshold (dropped words never do), after the
-        exclusions (a photo with ``people`` is not also tagged ``person``)."""
+    def writable(self, word: str, probability: float) -> bool:
+        """Is this word right often enough at this probability to go into a file?"""
+        return word not in self.dropped and probability >= max(
+            self.threshold(word), MIN_PROBABILITY
+        )
+
+    def listed(self, probs: Mapping[str, float]) -> dict[str, float]:
+        """The words likely enough to list (dropped words never are), after the exclusions
+        (a photo with ``people`` is not also tagged ``person``)."""
         kept = {
-            w: p for w, p in probs.items() if w not in self.dropped and p >= self.threshold(w)
+            w: p for w, p in probs.items() if w not in self.dropped and p >= self.list_threshold
         }
         for word in list(kept):
             for other in self.excludes.get(word, []):

@@ -489,7 +489,8 @@ class Indexer:
         if self.writer is None:
             return {}
         try:
-            outcome = self.writer.write(path, tags, model=self.model.name)
+            # the catalog keeps every likely word; a file gets the words proven right
+            outcome = self.writer.write(path, self.tagger.writable(tags), model=self.model.name)
             user = self.writer.read_keywords(path)
         except WriteError as exc:
             self._skip(summary, path, f"tags kept in the catalog only: {exc.reason}", count=False)

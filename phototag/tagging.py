@@ -264,7 +264,7 @@ class Tagger:
         """The words whose calibrated probability clears their own threshold, most specific
         and likely first."""
         assert self.calibration is not None
-        kept = self.calibration.written(self.calibration.combine(self.candidates(emb)))
+        kept = self.calibration.listed(self.calibration.combine(self.candidates(emb)))
         p = np.asarray(emb.probs, dtype=np.float32)
         ranked = []
         for word, prob in kept.items():
@@ -280,6 +280,14 @@ class Tagger:
             )
             tags.append(Tag(tag=word, score=round(prob, 4), hierarchy=hierarchy))
         return tags
+
+    def writable(self, tags: Sequence[Tag]) -> list[Tag]:
+        """The tags to write into a file: each word above its own calibrated threshold
+        (right at least 80 % of the time on labelled photos). Without a calibration, all."""
+        if self.calibration is None:
+            return list(tags)
+        labels = set(self.labels.labels) if self.labels is not None else set()
+        return [t for t in tags if t.tag in labels or self.calibration.writable(t.tag, t.score)]
 
     def tag(self, emb: Embedding) -> list[Tag]:
         """Tags above the threshold, at most ``max_count``, best first."""

