@@ -17,16 +17,22 @@ from typing import TYPE_CHECKING, Any
 
 from phototag.catalog import MACHINE, Catalog, default_catalog_path
 from phototag.config import Config
-from phototag.errors import PhototagError, UnreadableImage, WriteError
+from phototag.errors import PhototagError, UnreadableImage
 from phototag.types import Tag
 
 if TYPE_CHECKING:
     import numpy as np
 
     from phototag.backends import Backend
-    from phototag.indexer import Event, Indexer, Summary
+    from phototag.catalog import Run
+    from phototag.events import Event, Summary
+    from phototag.indexer import Indexer
     from phototag.models import ModelSpec
     from phototag.tagging import Tagger
+
+
+#: more results than this are never useful, and would overflow the Annoy search
+MAX_LIMIT = 100_000
 
 
 @dataclass
@@ -115,6 +121,16 @@ class Library:
         with factory(mode, dry_run=dry_run, machine_parent=self.config.machine_parent) as writer:
             yield writer
 
+    def _wait_notice(self, on_event: Callable[[Event], None] | None) -> Callable[[], None]:
+        from phototag.events import Event
+
+        def notice() -> None:
+            if on_event is not None:
+                on_event(Event("notice", self.catalog_path, reason="another phototag is "
+                               "indexing this catalog; waiting for it to finish"))  # fmt: skip
+
+        return notice
+
     @contextmanager
     def indexer(
         self,
@@ -124,15 +140,21 @@ class Library:
         on_event: Callable[[Event], None] | None = None,
         on_progress: Callable[[int], None] | None = None,
         on_plan: Callable[[int], None] | None = None,
+        command: str = "index",
     ) -> Iterator[Indexer]:
         from phototag.indexer import Indexer
 
         self.plugins_check()
         with self.open_writer(write, dry_run=dry_run) as writer:
-            yield Indexer(
+            indexer = Indexer(
                 self.catalog, self.model, self._indexing_backend, self.tagger, writer=writer,
                 on_event=on_event, on_progress=on_progress, on_plan=on_plan, dry_run=dry_run,
+                command=command,
             )  # fmt: skip
+            try:
+                yield indexer
+            finally:
+                indexer.finish()
 
     def _indexing_backend(self) -> Backend:
         """For the indexer's workers: single-threaded inference per worker where the backend
@@ -158,13 +180,13 @@ class Library:
         on_plan: Callable[[int], None] | None = None,
         on_progress: Callable[[int], None] | None = None,
     ) -> Summary:
-        with self.indexer(
-            write=write,
-            dry_run=dry_run,
-            on_event=on_event,
-            on_progress=on_progress,
+        for path in paths:
+            if not os.path.lexists(path):
+                raise PhototagError(f"cannot index {path}: no such file or folder")
+        with self.catalog.indexing_lock(on_wait=self._wait_notice(on_event)), self.indexer(
+            write=write, dry_run=dry_run, on_event=on_event, on_progress=on_progress,
             on_plan=on_plan,
-        ) as indexer:
+        ) as indexer:  # fmt: skip
             summary = indexer.index(paths)
         if not dry_run:
             self.refresh_search()
@@ -192,6 +214,7 @@ class Library:
         from phototag.tagging import word_scores
         from phototag.words import WordVectors
 
+        limit = max(1, min(limit, MAX_LIMIT))
         query = WordVectors(self.tagger.words).vector(phrase)
         tagged = self.catalog.photos_tagged(self.tagger.hyponyms(phrase) | {phrase.lower()})
         index = VectorIndex(self.catalog, self.model.name, "semantic")
@@ -208,6 +231,7 @@ class Library:
         """Photos most like ``image``; a catalogued photo's stored vector is reused."""
         from phototag.search import VectorIndex
 
+        limit = max(1, min(limit, MAX_LIMIT))
         vector, exclude = self._visual_vector(Path(image))
         ranked = VectorIndex(self.catalog, self.model.name, "visual").query(
             vector, limit, exclude=exclude
@@ -216,6 +240,8 @@ class Library:
 
     def _current_row(self, image: Path) -> Any:
         """The catalog row of ``image`` if the file is unchanged since it was indexed."""
+        from phototag.files import unchanged
+
         row = self.catalog.photo_at(image)
         if row is None or row.status != "ok":
             return None
@@ -223,7 +249,7 @@ class Library:
             st = image.stat()
         except OSError:
             return None
-        return row if (st.st_size, st.st_mtime_ns) == (row.size, row.mtime_ns) else None
+        return row if unchanged(row, st) else None
 
     def _visual_vector(self, image: Path) -> tuple[np.ndarray, set[int]]:
         row = self._current_row(image)
@@ -238,8 +264,8 @@ class Library:
         return embedding.visual, same
 
     def embed_file(self, image: Path) -> tuple[Any, str]:
+        from phototag.files import os_reason, read_file
         from phototag.imaging import content_hash, decode
-        from phototag.indexer import read_file
 
         self.plugins_check()
         try:
@@ -247,7 +273,7 @@ class Library:
         except FileNotFoundError:
             raise UnreadableImage(image, "no such file") from None
         except OSError as exc:
-            raise UnreadableImage(image, (exc.strerror or str(exc)).lower()) from None
+            raise UnreadableImage(image, os_reason(exc)) from None
         decoded = decode(image, data, self.model)
         return self.backend.embed_batch([decoded.views])[0], content_hash(data)
 
@@ -279,6 +305,7 @@ class Library:
             "errors": stats.errors,
             "pending": stats.pending,
             "missing": stats.missing,
+            "unwritten": stats.unwritten,
             "roots": stats.roots,
             "index_current": all(ix.is_current() for ix in indexes.values()),
             "index_tail": {space: ix.tail_size() for space, ix in indexes.items()},
@@ -293,38 +320,39 @@ class Library:
         on_event: Callable[[Event], None] | None = None,
     ) -> Summary:
         """Remove phototag's machine tags from files (or sidecars) and the catalog."""
-        from phototag.indexer import Event, Summary, remember_rewrite
-        from phototag.scanner import ScanError, walk
+        with self.catalog.indexing_lock(on_wait=self._wait_notice(on_event)), self.indexer(
+            write=mode, dry_run=dry_run, on_event=on_event, command="untag"
+        ) as indexer:  # fmt: skip
+            return indexer.untag(paths)
 
-        emit = on_event or (lambda event: None)
-        summary = Summary()
-        with self.open_writer(mode, dry_run=dry_run) as writer:
-            for top in paths:
-                for item in walk(Path(top)):
-                    if isinstance(item, ScanError):
-                        summary.skipped += 1
-                        emit(Event("skipped", item.path, reason=item.reason))
-                        continue
-                    try:
-                        outcome = writer.remove(item.path)
-                    except WriteError as exc:
-                        summary.skipped += 1
-                        emit(Event("skipped", item.path, reason=exc.reason))
-                        continue
-                    if outcome.changed:
-                        summary.written += 1
-                    emit(
-                        Event("untagged", item.path, written=outcome.target,
-                              changes=(outcome.added, outcome.removed))
-                    )  # fmt: skip
-                    row = self.catalog.photo_at(item.path)
-                    if row is None or dry_run:
-                        continue
-                    with self.catalog.batch():
-                        self.catalog.set_tags(row.id, [], source=MACHINE)
-                        if outcome.changed and outcome.target == item.path:
-                            remember_rewrite(self.catalog, row.id, item.path)
-        return summary
+    def undo(
+        self,
+        run: int | None = None,
+        *,
+        dry_run: bool = False,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> tuple[Summary, int]:
+        """Restore exactly what run ``run`` (default: the latest) changed in files."""
+        found = self.catalog.run(run)
+        mode = found.mode if found is not None and found.mode in ("embed", "sidecar") else "embed"
+        with self.catalog.indexing_lock(on_wait=self._wait_notice(on_event)), self.indexer(
+            write=mode, dry_run=dry_run, on_event=on_event, command="undo"
+        ) as indexer:  # fmt: skip
+            return indexer.undo(run)
+
+    def runs(self, limit: int = 20) -> list[Run]:
+        """Runs that changed files, newest first (``phototag undo RUN`` takes their id)."""
+        return self.catalog.runs(limit)
+
+    def reject(self, image: Path, tag: str) -> None:
+        """The user does not want ``tag`` on ``image``: never again, and out of its file on
+        the next run (the web page's reject uses this too)."""
+        row = self.catalog.photo_at(Path(os.path.abspath(image)))
+        if row is None:
+            raise PhototagError(f"{image} is not in the catalog")
+        with self.catalog.batch():
+            self.catalog.reject_tags(row.id, [tag])
+            self.catalog.mark_unwritten(row.id)
 
     def models(self) -> list[dict[str, Any]]:
         """Shipped and trained models, user models first (they hide a shipped one's name)."""
