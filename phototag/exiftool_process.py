@@ -99,9 +99,21 @@ class ExifToolProcess:
         process = getattr(self._et, "_process", None)
         return None if process is None else int(process.pid)
 
+    def _alive(self) -> bool:
+        """Whether the child still runs; pyexiftool's "died" UserWarning is not the user's news."""
+        if self._et is None:
+            return False
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            alive = bool(self._et.running)
+        for warning in caught:
+            log.debug("exiftool: %s", warning.message)
+        return alive
+
     def start(self) -> None:
         with self.lock:
-            if self._et is None or not self._et.running:
+            if not self._alive():
+                self._et = None
                 self._start()
 
     def close(self) -> None:

@@ -31,6 +31,8 @@ SIDECAR_ONLY_EXTENSIONS = frozenset({".bmp"})
 TEMP_PREFIX = ".phototag-tmp-"
 #: a temp older than this is stale whoever made it: no single write takes an hour
 STALE_TEMP_SECONDS = 3600.0
+#: a temp whose name says no owner (an older phototag's) is left alone this long
+UNKNOWN_OWNER_SECONDS = 600.0
 
 
 class _Row(Protocol):
@@ -52,11 +54,12 @@ def temp_name(folder: Path, suffix: str) -> Path:
     return folder / f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(8).hex()}{suffix}"
 
 
-def _owner_alive(name: str) -> bool:
-    """Whether the process named in a temp's name still runs (False: unknown owner)."""
+def _owner_alive(name: str, age: float) -> bool:
+    """Whether the process named in a temp's name still runs. A name without one (an
+    older phototag's) counts as owned for ``UNKNOWN_OWNER_SECONDS``."""
     pid_text = name[len(TEMP_PREFIX) :].split("-", 1)[0]
     if not pid_text.isdigit() or "-" not in name[len(TEMP_PREFIX) :]:
-        return False
+        return age < UNKNOWN_OWNER_SECONDS
     pid = int(pid_text)
     if pid == os.getpid():
         return True
@@ -77,7 +80,7 @@ def is_stale_temp(path: Path) -> bool:
         age = time.time() - os.lstat(path).st_mtime
     except OSError:
         return False
-    return age > STALE_TEMP_SECONDS or not _owner_alive(path.name)
+    return age > STALE_TEMP_SECONDS or not _owner_alive(path.name, age)
 
 
 def remove_stale_temp(path: Path) -> bool:
