@@ -564,6 +564,12 @@ def test_temp_names_and_sidecar_names(tmp_path: Path) -> None:
         ExifToolWriter("none")
 
 
-def test_scanner_agrees_on_the_temp_prefix() -> None:
-    scanner = pytest.importorskip("phototag.scanner")
-    assert getattr(scanner, "TEMP_PREFIX", TEMP_PREFIX) == TEMP_PREFIX
+def test_scanner_skips_the_writers_temp_files(tmp_path: Path) -> None:
+    from phototag import files, scanner
+
+    assert scanner.TEMP_PREFIX is files.TEMP_PREFIX is TEMP_PREFIX
+    make_jpeg(tmp_path / "a.jpg")
+    shutil.copy(tmp_path / "a.jpg", files.temp_name(tmp_path, ".jpg"))  # a write in flight
+    seen = []
+    found = [e.path.name for e in scanner.walk(tmp_path, on_temp=seen.append)]
+    assert found == ["a.jpg"] and len(seen) == 1 and is_temp_file(seen[0])
