@@ -533,7 +533,8 @@ def restore_args(snap: dict[str, Any], *, iptc: bool) -> list[str]:
     xp = snap.get("xp_keywords")
     args.append(f"-{XPKW}={';'.join(xp)}" if xp else f"-{XPKW}=")
     if iptc:
-        args += ["-IPTC:CodedCharacterSet=UTF8", "-Photoshop:IPTCDigest=new"]
+        args += ["-IPTC:CodedCharacterSet=UTF8"] if snap.get("iptc") else []
+        args.append("-Photoshop:IPTCDigest=new")
     ns = snap.get("namespace")
     args.append(f"-{NS}:all=")
     if ns is not None:

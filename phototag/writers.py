@@ -467,7 +467,7 @@ class ExifToolWriter(TagWriter):
             replace.fsync_dir(target.parent)
             return WriteOutcome(path, target, True, before=after, after=before)
         replace.check_replaceable(path, target_st)
-        iptc = in_place and target.suffix.lower() in IPTC_EXTENSIONS and bool(before.get("iptc"))
+        iptc = in_place and target.suffix.lower() in IPTC_EXTENSIONS
         st, got = self._commit(
             path, target, target_st, target_st, restore_args(before, iptc=iptc),
             lambda got: None if same_snapshot(snapshot(got), before) else "keyword fields",
