@@ -76,7 +76,7 @@ def run_pass(paths: list[Path], tags: list[Tag], model: str) -> tuple[float, flo
     changed = 0
     with open_writer("embed") as writer:
         writer.open()
-        pid = writer._et._process.pid  # bench only: the exiftool child, for its CPU time
+        pid = writer.process.pid  # bench only: the exiftool child, for its CPU time
         wall, cpu, child = time.perf_counter(), time.process_time(), child_cpu(pid)
         for path in paths:
             changed += writer.write(path, tags, model=model).changed

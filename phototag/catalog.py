@@ -9,16 +9,17 @@ Schema changes are append-only sqlite-utils migrations: never edit a shipped one
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from phototag.detection import Detection
 
 MIGRATION_SET = "phototag"
+#: ``pragma user_version`` this phototag writes (0: it never set one); higher: a newer phototag
+USER_VERSION = 0
 
 OK, ERROR, MISSING = "ok", "error", "missing"
 MACHINE, USER = "machine", "user"
@@ -130,26 +133,64 @@ def m005_photo_facts(db: sqlite_utils.Database) -> None:
     db.execute("create index photos_photo_date on photos(photo_date)")
 
 
-def m020_rejected_tags(db: sqlite_utils.Database) -> None:
-    """Tags the user rejected for a photo (``phototag serve``): never written again for it.
+def m010_write_state(db: sqlite_utils.Database) -> None:
+    """What the photo's file (or sidecar) holds: the machine tags written, in which mode,
+    and the written target's size and mtime. ``written_mode`` null: not written yet."""
+    for column, kind in (("written_mode", "text"), ("written_target", "text"),
+                         ("written_size", "integer"), ("written_mtime_ns", "integer")):  # fmt: skip
+        db.execute(f"alter table photos add column {column} {kind}")
 
-    ``key`` is the tag's comparison form (NFC, case-folded, single spaces); a row goes away
-    when the user adds the same keyword back.
-    """
+
+def m011_runs_journal(db: sqlite_utils.Database) -> None:
+    """Runs that wrote files, what each changed (for undo), and tags the user rejected."""
+    db.execute(
+        """
+        create table runs (
+            id integer primary key,
+            command text not null,
+            mode text,
+            started_at real not null,
+            finished_at real,
+            undone_by integer
+        )"""
+    )
+    db.execute(
+        """
+        create table journal (
+            id integer primary key,
+            run_id integer not null references runs(id) on delete cascade,
+            photo_id integer,
+            path text not null,
+            target text not null,
+            before text not null,
+            after text not null
+        )"""
+    )
+    db.execute("create index journal_run on journal(run_id)")
     db.execute(
         """
         create table rejected_tags (
             photo_id integer not null references photos(id) on delete cascade,
-            key text not null,
-            tag text not null,
-            rejected_at real not null,
-            primary key (photo_id, key)
+            tag text not null collate nocase,
+            at real not null,
+            primary key (photo_id, tag)
         )"""
     )
 
 
+def m012_tombstone_age(db: sqlite_utils.Database) -> None:
+    """When a photo went missing, so tombstones can be purged after a while."""
+    db.execute("alter table photos add column missing_at real")
+    db.execute("update photos set missing_at = indexed_at where status = 'missing'")
+
+
 #: Append-only: a migration that has shipped is never edited, only followed by a new one.
-MIGRATIONS = [m001_initial, m002_objects, m005_photo_facts, m020_rejected_tags]
+MIGRATIONS = [
+    m001_initial, m002_objects, m005_photo_facts, m010_write_state, m011_runs_journal,
+    m012_tombstone_age,
+]
+#: tombstones older than this are forgotten (a move found later re-embeds instead)
+TOMBSTONE_DAYS = 30.0
 
 
 def migrations() -> Migrations:
@@ -176,10 +217,19 @@ class Photo:
     width: int | None = None
     height: int | None = None
     taken_at: str | None = None
+    written_mode: str | None = None
+    written_target: str | None = None
+    written_size: int | None = None
+    written_mtime_ns: int | None = None
 
     @property
     def path(self) -> Path:
         return Path(self.root) / self.relpath
+
+    def written_as(self, mode: str) -> bool:
+        """Whether its machine tags were written in ``mode`` (the target may have changed
+        since: see ``Indexer`` for the stat check)."""
+        return self.written_mode == mode
 
 
 @dataclass
@@ -197,6 +247,29 @@ class Stats:
     pending: int
     missing: int
     roots: list[str]
+    unwritten: int = 0  # catalogued photos whose machine tags are not in their file (or sidecar)
+
+
+@dataclass
+class Run:
+    id: int
+    command: str
+    mode: str | None
+    started_at: float
+    finished_at: float | None
+    files: int
+    undone_by: int | None
+
+
+@dataclass
+class JournalEntry:
+    id: int
+    run_id: int
+    photo_id: int | None
+    path: Path
+    target: Path
+    before: dict[str, Any]
+    after: dict[str, Any]
 
 
 def default_catalog_path() -> Path:
@@ -219,6 +292,18 @@ def tag_key(text: str) -> str:
     return " ".join(folded.split())
 
 
+def describe(exc: BaseException) -> str:
+    """A SQLite error as the one line a user can act on."""
+    text = str(exc).lower()
+    if "disk is full" in text or "disk i/o" in text:
+        return "the disk is full (or failing); free some space and run again"
+    if "readonly" in text or "read-only" in text:
+        return "the catalog is read-only; check its permissions"
+    if "locked" in text or "busy" in text:
+        return "the catalog is busy (another phototag holds it); try again"
+    return text
+
+
 def _blob(vector: np.ndarray, dtype: str) -> bytes:
     return np.asarray(vector, dtype=dtype).tobytes()
 
@@ -238,22 +323,36 @@ class Catalog:
             self.conn.execute("pragma journal_mode = wal")
             self.conn.execute("pragma synchronous = normal")
             self.conn.execute("pragma foreign_keys = on")
+            self._in_batch = False
             if self._migrations_pending():
                 migrations().apply(self.db)
         except (sqlite3.DatabaseError, OSError) as exc:
-            raise CatalogError(f"cannot open catalog {self.path}: {exc}") from None
-        self._in_batch = False
+            raise CatalogError(f"cannot open catalog {self.path}: {describe(exc)}") from None
 
     def _migrations_pending(self) -> bool:
-        """A cheap check, so queries need not import sqlite-utils at all. By name, not count:
-        migrations from other branches of the code may already be in a catalog."""
+        """A cheap check, so queries need not import sqlite-utils at all.
+
+        A catalog written by a newer phototag (a migration this one does not know, or a
+        higher ``user_version``) is refused before anything touches it.
+        """
+        version = int(self.conn.execute("pragma user_version").fetchone()[0])
         try:
-            rows = self.conn.execute(
-                "select name from _sqlite_migrations where migration_set = ?", [MIGRATION_SET]
-            ).fetchall()
+            applied = {
+                r[0] for r in self.conn.execute(
+                    "select name from _sqlite_migrations where migration_set = ?",
+                    [MIGRATION_SET],
+                )
+            }  # fmt: skip
         except sqlite3.OperationalError:
-            return True
-        applied = {name for (name,) in rows}
+            applied = set()
+        unknown = sorted(applied - {fn.__name__ for fn in MIGRATIONS})
+        if unknown or version > USER_VERSION:
+            self.conn.close()
+            what = f"unknown migration {unknown[0]}" if unknown else f"user_version {version}"
+            raise CatalogError(
+                f"catalog {self.path} was made by a newer phototag ({what}); "
+                "upgrade phototag to use it (it was left untouched)"
+            )
         return not {fn.__name__ for fn in MIGRATIONS} <= applied
 
     @cached_property
@@ -274,18 +373,61 @@ class Catalog:
         if self._in_batch:
             yield
             return
-        self._in_batch = True
         conn = self.conn
-        conn.execute("begin immediate")
+        conn.execute("begin immediate")  # may fail (busy, disk full): then no flag is left set
+        self._in_batch = True
         try:
             yield
         except BaseException:
-            conn.execute("rollback")
+            self._in_batch = False
+            if conn.in_transaction:
+                conn.execute("rollback")
             raise
-        else:
+        try:
             conn.execute("commit")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("rollback")
+            raise
         finally:
             self._in_batch = False
+
+    @contextmanager
+    def rolled_back(self) -> Iterator[None]:
+        """Everything inside is one transaction that is rolled back (a dry run)."""
+        self.conn.execute("begin immediate")
+        self._in_batch = True
+        try:
+            yield
+        finally:
+            self._in_batch = False
+            if self.conn.in_transaction:
+                self.conn.execute("rollback")
+
+    @contextmanager
+    def indexing_lock(self, *, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+        """One indexing process per catalog at a time; another one waits here.
+
+        An OS lock on ``<catalog>.lock``: it goes with the process, so a killed run never
+        leaves it held. Where no lock file can be made (a read-only folder) runs go unlocked.
+        """
+        import fcntl
+
+        try:
+            fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            yield
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait()
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     # -- roots --------------------------------------------------------------------------------
 
@@ -339,6 +481,13 @@ class Catalog:
         row = self.conn.execute("select id from roots where path = ?", [old_s]).fetchone()
         if row is None:
             raise CatalogError(f"{old_s} is not a library root; roots: {', '.join(self.roots())}")
+        old_p, new_p = Path(old_s), Path(new_s)
+        if new_p == old_p or old_p in new_p.parents or new_p in old_p.parents:
+            raise CatalogError(f"cannot relocate {old_s} to {new_s}: one is inside the other")
+        clash = self.find_root(new_p)
+        if clash is not None or any(new_p in Path(r).parents for r in self.roots()):
+            raise CatalogError(f"cannot relocate {old_s} to {new_s}: it is (or holds, or is "
+                               "inside) another library root")  # fmt: skip
         with self.batch():
             self.conn.execute("update roots set path = ? where id = ?", [new_s, row[0]])
         return int(
@@ -351,7 +500,8 @@ class Catalog:
 
     _PHOTO_COLUMNS = (
         "p.id, r.path, p.relpath, p.size, p.mtime_ns, p.hash, p.status, p.error, "
-        "p.width, p.height, p.taken_at"
+        "p.width, p.height, p.taken_at, p.written_mode, p.written_target, p.written_size, "
+        "p.written_mtime_ns"
     )
 
     def _photos(self, where: str, params: Sequence[object]) -> list[Photo]:
@@ -487,6 +637,7 @@ class Catalog:
         self.conn.execute(
             "delete from tags where photo_id = ? and source = ?", [target_id, MACHINE]
         )
+        self.conn.execute("update photos set written_mode = null where id = ?", [target_id])
         self.conn.execute(
             "insert into tags (photo_id, tag, score, source, model, hierarchy) "
             "select ?, tag, score, source, model, hierarchy from tags "
@@ -499,13 +650,146 @@ class Catalog:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            self.conn.execute(f"update photos set status = 'missing' where id in ({marks})", chunk)
+            self.conn.execute(
+                f"update photos set status = 'missing', missing_at = ? where id in ({marks})",
+                [time.time(), *chunk],
+            )
         return len(ids)
 
-    def purge_missing(self) -> int:
+    def purge_missing(self, *, older_than_days: float = 0.0) -> int:
         """Forget tombstones for good (their vectors and tags go with them)."""
+        cutoff = time.time() - older_than_days * 86400
         with self.batch():
-            return self.conn.execute("delete from photos where status = 'missing'").rowcount
+            return self.conn.execute(
+                "delete from photos where status = 'missing' and coalesce(missing_at, 0) <= ?",
+                [cutoff],
+            ).rowcount
+
+    def known_hashes(self, model: str) -> set[str]:
+        """Content hashes that already have vectors for ``model`` (moves and copies)."""
+        rows = self.conn.execute(
+            "select distinct p.hash from photos p join vectors v on v.photo_id = p.id "
+            "where v.model = ? and p.hash is not null",
+            [model],
+        )
+        return {r[0] for r in rows}
+
+    # -- write state --------------------------------------------------------------------------
+
+    def mark_written(
+        self, photo_id: int, mode: str, target: str, size: int | None, mtime_ns: int | None
+    ) -> None:
+        """The file (or sidecar ``target``, a name beside the photo; "" for the photo itself)
+        now holds the catalog's machine tags, verified; its size and mtime are these."""
+        self.conn.execute(
+            "update photos set written_mode = ?, written_target = ?, written_size = ?, "
+            "written_mtime_ns = ? where id = ?",
+            [mode, target, size, mtime_ns, photo_id],
+        )
+
+    def mark_unwritten(self, photo_id: int) -> None:
+        self.conn.execute("update photos set written_mode = null where id = ?", [photo_id])
+
+    def machine_tags(self, photo_id: int) -> list[Tag]:
+        return [t for t, src in self.tags_of([photo_id])[photo_id] if src == MACHINE]
+
+    # -- rejected tags ------------------------------------------------------------------------
+
+    def reject_tags(self, photo_id: int, tags: Iterable[str]) -> None:
+        """The user removed these machine tags: they are dropped and never written again."""
+        tags = [t for t in tags if t]
+        if not tags:
+            return
+        now = time.time()
+        self.conn.executemany(
+            "insert or ignore into rejected_tags (photo_id, tag, at) values (?, ?, ?)",
+            [(photo_id, t, now) for t in tags],
+        )
+        self.conn.executemany(
+            "delete from tags where photo_id = ? and source = ? and tag = ? collate nocase",
+            [(photo_id, MACHINE, t) for t in tags],
+        )
+
+    def rejected_tags(self, photo_ids: Iterable[int]) -> dict[int, set[str]]:
+        ids = list(photo_ids)
+        found: dict[int, set[str]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for pid, tag in self.conn.execute(
+                f"select photo_id, tag from rejected_tags where photo_id in ({marks})", chunk
+            ):
+                found.setdefault(pid, set()).add(tag)
+        return found
+
+    # -- runs and their journal (undo) --------------------------------------------------------
+
+    def start_run(self, command: str, mode: str | None) -> int:
+        cur = self.conn.execute(
+            "insert into runs (command, mode, started_at) values (?, ?, ?)",
+            [command, mode, time.time()],
+        )
+        return int(cur.lastrowid or 0)
+
+    def finish_run(self, run_id: int) -> None:
+        """A run that changed no file leaves no trace in ``runs``."""
+        with self.batch():
+            used = self.conn.execute(
+                "select 1 from journal where run_id = ? limit 1", [run_id]
+            ).fetchone()
+            if used is None:
+                self.conn.execute("delete from runs where id = ?", [run_id])
+            else:
+                self.conn.execute(
+                    "update runs set finished_at = ? where id = ?", [time.time(), run_id]
+                )
+
+    def journal(
+        self, run_id: int, photo_id: int | None, path: Path, target: Path,
+        before: dict[str, Any], after: dict[str, Any],
+    ) -> None:  # fmt: skip
+        self.conn.execute(
+            "insert into journal (run_id, photo_id, path, target, before, after) "
+            "values (?, ?, ?, ?, ?, ?)",
+            [run_id, photo_id, str(path), str(target), json.dumps(before, ensure_ascii=False),
+             json.dumps(after, ensure_ascii=False)],
+        )  # fmt: skip
+
+    def runs(self, limit: int = 20) -> list[Run]:
+        rows = self.conn.execute(
+            "select r.id, r.command, r.mode, r.started_at, r.finished_at, "
+            "(select count(*) from journal j where j.run_id = r.id), r.undone_by "
+            "from runs r order by r.id desc limit ?",
+            [limit],
+        ).fetchall()
+        return [Run(*row) for row in rows]
+
+    def run(self, run_id: int | None) -> Run | None:
+        """A run by id; None: the latest that is not undone (and is not itself an undo)."""
+        where = "r.id = ?" if run_id is not None else (
+            "r.undone_by is null and r.command != 'undo'"
+        )  # fmt: skip
+        row = self.conn.execute(
+            "select r.id, r.command, r.mode, r.started_at, r.finished_at, "
+            "(select count(*) from journal j where j.run_id = r.id), r.undone_by "
+            f"from runs r where {where} order by r.id desc limit 1",
+            [run_id] if run_id is not None else [],
+        ).fetchone()
+        return None if row is None else Run(*row)
+
+    def journal_of(self, run_id: int) -> list[JournalEntry]:
+        rows = self.conn.execute(
+            "select id, run_id, photo_id, path, target, before, after from journal "
+            "where run_id = ? order by id desc",
+            [run_id],
+        ).fetchall()
+        return [
+            JournalEntry(i, r, p, Path(path), Path(target), json.loads(b), json.loads(a))
+            for i, r, p, path, target, b, a in rows
+        ]
+
+    def mark_undone(self, run_id: int, by: int) -> None:
+        self.conn.execute("update runs set undone_by = ? where id = ?", [by, run_id])
 
     # -- facts (date, camera, GPS) and filters ------------------------------------------------
 
@@ -707,8 +991,14 @@ class Catalog:
     # -- tags ---------------------------------------------------------------------------------
 
     def set_tags(self, photo_id: int, tags: Sequence[Tag], *, source: str, model: str = "") -> None:
-        """Replace one source's tags: a re-run replaces machine tags, never the user's."""
+        """Replace one source's tags: a re-run replaces machine tags, never the user's.
+
+        New machine tags are not in the file yet: the photo's write state is reset, so the
+        next run with a writer (or this one) writes them.
+        """
         self.conn.execute("delete from tags where photo_id = ? and source = ?", [photo_id, source])
+        if source == MACHINE:
+            self.conn.execute("update photos set written_mode = null where id = ?", [photo_id])
         self.conn.executemany(
             "insert or replace into tags (photo_id, tag, score, source, model, hierarchy) "
             "values (?, ?, ?, ?, ?, ?)",
@@ -776,10 +1066,10 @@ class Catalog:
 
     # -- corrections (rejected tags) ----------------------------------------------------------
 
-    def rejected_tags(self, photo_id: int) -> set[str]:
-        """Keys (``tag_key``) of the tags the user rejected for this photo."""
-        rows = self.conn.execute("select key from rejected_tags where photo_id = ?", [photo_id])
-        return {r[0] for r in rows}
+    def rejected_keys(self, photo_id: int) -> set[str]:
+        """The tags the user rejected for this photo, in their comparison form (``tag_key``)."""
+        rows = self.conn.execute("select tag from rejected_tags where photo_id = ?", [photo_id])
+        return {tag_key(r[0]) for r in rows}
 
     def record_rejections(
         self, photo_id: int, *, reject: Iterable[str] = (), allow: Iterable[str] = ()
@@ -787,13 +1077,12 @@ class Catalog:
         """Remember tags rejected for a photo; ``allow`` forgets a rejection (added back)."""
         now = time.time()
         self.conn.executemany(
-            "insert or replace into rejected_tags (photo_id, key, tag, rejected_at) "
-            "values (?, ?, ?, ?)",
-            [(photo_id, tag_key(t), t, now) for t in reject if tag_key(t)],
+            "insert or replace into rejected_tags (photo_id, tag, at) values (?, ?, ?)",
+            [(photo_id, " ".join(t.split()), now) for t in reject if tag_key(t)],
         )
         self.conn.executemany(
-            "delete from rejected_tags where photo_id = ? and key = ?",
-            [(photo_id, tag_key(t)) for t in allow],
+            "delete from rejected_tags where photo_id = ? and tag = ? collate nocase",
+            [(photo_id, " ".join(t.split())) for t in allow],
         )
 
     # -- detected objects ---------------------------------------------------------------------
@@ -896,6 +1185,10 @@ class Catalog:
             ),
             missing=one("select count(*) from photos where status = 'missing'"),
             roots=self.roots(),
+            unwritten=one(
+                "select count(*) from photos p where p.status = 'ok' and p.written_mode is null "
+                "and exists (select 1 from tags t where t.photo_id = p.id and t.source = 'machine')"
+            ),
         )
 
     def get_meta(self, key: str) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,10 @@ import click
 
 from phototag.config import load_config
 from phototag.errors import BadQuery, PhotoError, PhototagError, UnknownWord
-from phototag.library import Library
+from phototag.events import EventPrinter, summary_line, write_mode
+from phototag.files import display
+from phototag.library import MAX_LIMIT, Library
 from phototag.query import Filters, Query, parse_date
-from phototag.scanner import display
 
 
 def _json(data: Any) -> None:
@@ -91,54 +93,7 @@ def write_mode_options(func: Any) -> Any:
 
 
 def _write_mode(library: Library, no_write: bool, sidecar: bool) -> str:
-    if no_write and sidecar:
-        raise click.UsageError("--no-write and --sidecar exclude each other")
-    if no_write:
-        return "none"
-    return "sidecar" if sidecar else library.config.write
-
-
-class EventPrinter:
-    """One line per photo event: skips always (stderr), the rest with -v or for dry runs."""
-
-    def __init__(self, *, verbose: int, json_lines: bool = False, dry_run: bool = False) -> None:
-        self.verbose = verbose
-        self.json_lines = json_lines
-        self.dry_run = dry_run
-
-    def __call__(self, event: Any) -> None:
-        if self.json_lines:
-            record = {"event": event.kind, "path": str(event.path)}
-            if event.tags:
-                record["tags"] = [t.tag for t in event.tags]
-            if event.reason:
-                record["reason"] = event.reason
-            if event.old_path:
-                record["from"] = str(event.old_path)
-            click.echo(json.dumps(record, ensure_ascii=False))
-            return
-        if event.kind == "skipped":
-            click.echo(f"skipping {display(event.path)}: {event.reason}", err=True)
-        elif self.dry_run and event.changes is not None:
-            added, removed = event.changes
-            if added or removed:
-                parts = [f"+{w}" for w in added] + [f"-{w}" for w in removed]
-                click.echo(f"would write {display(event.written or event.path)}: {' '.join(parts)}")
-        elif self.verbose or self.dry_run:
-            detail = ", ".join(t.tag for t in event.tags)
-            if event.old_path:
-                detail = f"from {display(event.old_path)}"
-            click.echo(f"{event.kind} {display(event.path)}" + (f": {detail}" if detail else ""))
-
-
-def _summary_line(summary: Any, dry_run: bool) -> str:
-    d = summary.as_dict()
-    counts = ", ".join(
-        f"{d[k]} {k}"
-        for k in ("new", "changed", "moved", "deleted", "unchanged", "skipped", "written")
-    )
-    prefix = "dry run, nothing changed: " if dry_run else ""
-    return f"{prefix}{counts} in {d['seconds']:.1f} s ({d['photos_per_second']:.1f} photos/s)"
+    return write_mode(library.config.write, no_write, sidecar)
 
 
 @cli.command()
@@ -175,7 +130,7 @@ def index(
     if as_json:
         _json({**summary.as_dict(), "dry_run": dry_run})
     else:
-        click.echo(_summary_line(summary, dry_run))
+        click.echo(summary_line(summary, dry_run))
 
 
 def grid_option(func: Any) -> Any:
@@ -268,7 +223,7 @@ def _filters(
     help="Photos like this one (catalogued or not), combined with the words.",
 )  # fmt: skip
 @filter_options
-@click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1))
+@click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1, MAX_LIMIT))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @grid_option
 @click.pass_context
@@ -285,7 +240,7 @@ def find(
 @cli.command()
 @click.argument("image", type=click.Path(path_type=Path))
 @filter_options
-@click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1))
+@click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1, MAX_LIMIT))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @grid_option
 @click.pass_context
@@ -364,7 +319,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         _json(info)
         return
-    for key in ("catalog", "model", "backend", "photos", "tagged", "errors", "pending", "missing"):
+    keys = ("catalog", "model", "backend", "photos", "tagged", "errors", "pending", "missing",
+            "unwritten")
+    for key in keys:
         click.echo(f"{key:>9}: {info[key]}")
     tail = info["index_tail"]
     current = (
@@ -462,6 +419,42 @@ def relocate(ctx: click.Context, old: Path, new: Path) -> None:
     click.echo(f"{count} photos now under {display(os.path.abspath(new))}")
 
 
+@cli.command()
+@click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def runs(ctx: click.Context, limit: int, as_json: bool) -> None:
+    """Runs that changed files, newest first (undo one with 'phototag undo RUN')."""
+    from dataclasses import asdict
+
+    found = _library(ctx).runs(limit)
+    if as_json:
+        _json([asdict(run) for run in found])
+        return
+    if not found:
+        click.echo("no runs have changed files yet", err=True)
+    for run in found:
+        import time
+
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started_at))
+        undone = f"  (undone by run {run.undone_by})" if run.undone_by else ""
+        click.echo(f"{run.id:>5}  {when}  {run.command:<6} {run.mode or '':<7} "
+                   f"{run.files} files{undone}")  # fmt: skip
+
+
+@cli.command()
+@click.argument("run", required=False, type=click.IntRange(1))
+@click.option("--dry-run", is_flag=True, help="Show what would be restored; change nothing.")
+@click.pass_context
+def undo(ctx: click.Context, run: int | None, dry_run: bool) -> None:
+    """Restore the keyword fields run RUN (default: the latest) changed in files."""
+    library = _library(ctx)
+    printer = EventPrinter(verbose=max(library.verbose, 1 if dry_run else 0), dry_run=dry_run)
+    summary, undone = library.undo(run, dry_run=dry_run, on_event=printer)
+    verb = "would restore" if dry_run else "restored"
+    click.echo(f"run {undone}: {verb} {summary.written} files, could not {summary.skipped}")
+
+
 _commands_loaded = False
 
 
@@ -494,6 +487,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except PhototagError as exc:
         click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except sqlite3.Error as exc:
+        from phototag.catalog import describe
+
+        click.echo(f"error: catalog: {describe(exc)}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

@@ -1,28 +1,35 @@
-"""Incremental indexing: scan, decode ahead on a bounded pool, embed in batches, tag, store.
+"""Incremental indexing: scan, decode ahead on a bounded pool, embed in batches, tag, store,
+then write the tags into the files.
 
-Rules (after rclip): an unchanged size+mtime is skipped without reading the file;
-a file whose bytes are already known under another path is a move (or a copy)
-and reuses its vectors; rows under a scanned folder whose file was not seen are
-swept (kept as tombstones so a later move still finds them). Catalog writes go
-in one transaction per batch, so ``kill -9`` loses at most the batch in flight.
+Rules (after rclip): an unchanged size+mtime is skipped without reading the file; a file
+whose bytes are already known under another path is a move (or a copy) and reuses its
+vectors; rows under a scanned folder whose file was not seen are swept (kept as
+tombstones for a while so a later move still finds them).
+
+Writes are tracked per photo (``photos.written_*``): the catalog knows whether the file
+(or its sidecar) holds the machine tags it should, so a write that did not happen (killed,
+read-only, disk full, ``--no-write``, a deleted sidecar) is done by the next run. Order
+per chunk: one catalog transaction stores vectors and tags (write state: pending), the
+writes run with no transaction open, then one transaction records what each write did.
 """
 
 from __future__ import annotations
 
 import os
-import stat
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from threading import Lock
 from typing import TYPE_CHECKING, Any
 
-from phototag.catalog import ERROR, MACHINE, USER, Catalog, Photo, tag_key
-from phototag.errors import PhotoError, UnreadableImage, WriteError
+from phototag.catalog import ERROR, MACHINE, TOMBSTONE_DAYS, USER, Catalog, Photo
+from phototag.errors import PhotoError, WriteError
+from phototag.events import Event, Summary
+from phototag.files import os_reason, read_file, remove_stale_temp, unchanged, valid_name
 from phototag.imaging import Decoded, content_hash, decode
 from phototag.scanner import FileEntry, ScanError, check_file, walk
 from phototag.types import Embedding, Tag
@@ -32,42 +39,7 @@ if TYPE_CHECKING:
     from phototag.models import ModelSpec
     from phototag.tagging import Tagger
 
-
-@dataclass
-class Event:
-    """What happened to one photo; the CLI and the watcher turn these into lines."""
-
-    kind: str  # new | changed | moved | copied | deleted | skipped | unchanged | write-failed
-    path: Path
-    tags: list[Tag] = field(default_factory=list)
-    reason: str | None = None
-    old_path: Path | None = None
-    written: Path | None = None  # file or sidecar that received the tags
-    changes: tuple[list[str], list[str]] | None = None  # (added, removed) keywords
-
-
-@dataclass
-class Summary:
-    new: int = 0
-    changed: int = 0
-    moved: int = 0
-    deleted: int = 0
-    unchanged: int = 0
-    skipped: int = 0
-    written: int = 0
-    embedded: int = 0
-    seconds: float = 0.0
-
-    @property
-    def photos_per_second(self) -> float:
-        return self.embedded / self.seconds if self.seconds > 0 else 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        keys = ("new", "changed", "moved", "deleted", "unchanged", "skipped", "written", "embedded")
-        out: dict[str, Any] = {k: getattr(self, k) for k in keys}
-        out["seconds"] = round(self.seconds, 3)
-        out["photos_per_second"] = round(self.photos_per_second, 1)
-        return out
+__all__ = ["Event", "Indexer", "Summary", "file_hash", "read_file"]
 
 
 @dataclass
@@ -76,6 +48,7 @@ class _Job:
     root_id: int
     relpath: str
     existing: Photo | None
+    write_only: bool = False  # unchanged and embedded: only its tags still need writing
 
 
 @dataclass
@@ -88,33 +61,22 @@ class _Prepared:
     error: str | None = None
 
 
-def read_file(path: Path) -> tuple[bytes, os.stat_result]:
-    """Read a regular file without ever blocking on a FIFO; the stat matches the bytes read."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise UnreadableImage(path, "not a regular file")
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks), os.fstat(fd)
-    finally:
-        os.close(fd)
+@dataclass
+class _Write:
+    """One photo whose machine tags go into its file (or sidecar) after the transaction."""
+
+    photo_id: int
+    path: Path
+    tags: list[Tag]
+    kind: str  # the event reported once written
+    outside: bool = False
+    old_path: Path | None = None
+    remove: bool = False  # untag: machine tags out
 
 
 def file_hash(path: Path) -> tuple[str, os.stat_result]:
     data, st = read_file(path)
     return content_hash(data), st
-
-
-def remember_rewrite(catalog: Catalog, photo_id: int, path: Path) -> None:
-    """phototag itself rewrote ``path``: store its new size, mtime and hash, so neither the
-    next scan nor the watcher mistakes the write for a change (and moves still match)."""
-    new_hash, st = file_hash(path)
-    catalog.update_file_state(
-        photo_id, size=st.st_size, mtime_ns=st.st_mtime_ns, content_hash=new_hash
-    )
 
 
 class Indexer:
@@ -134,6 +96,7 @@ class Indexer:
         workers: int | None = None,
         batch_size: int = 16,
         dry_run: bool = False,
+        command: str = "index",
     ) -> None:
         self.catalog = catalog
         self.model = model
@@ -143,6 +106,7 @@ class Indexer:
         self._embed_lock: Any = nullcontext()
         self.tagger = tagger
         self.writer = writer
+        self.mode: str | None = getattr(writer, "mode", None) if writer is not None else None
         self.on_event = on_event or (lambda event: None)
         self.on_progress = on_progress or (lambda n: None)
         self.on_plan = on_plan or (lambda total: None)
@@ -155,6 +119,9 @@ class Indexer:
         self.dry_run = dry_run
         #: unchanged photos indexed before the catalog kept camera and GPS (see ``plan``)
         self.facts_todo: list[tuple[int, Path]] = []
+        self._without_facts: set[int] = set()
+        self.command = command
+        self.run_id: int | None = None  # created with the first file this run changes
 
     @property
     def backend(self) -> Backend:
@@ -166,52 +133,67 @@ class Indexer:
                     self._embed_lock = Lock()
         return self._backend
 
-    # -- public entry points ------------------------------------------------------------------
+    # -- what needs doing ---------------------------------------------------------------------
+
+    def needs_write(self, row: Photo) -> bool:
+        """The row's file (or sidecar) does not hold what the catalog says it should."""
+        if self.writer is None or row.status != "ok":
+            return False
+        if not row.written_as(self.mode or ""):
+            return True
+        if row.written_target:  # a sidecar: it must still be there, as written
+            try:
+                st = os.stat(row.path.with_name(row.written_target))
+            except OSError:
+                return row.written_size is not None  # None: there was nothing to write
+            return (st.st_size, st.st_mtime_ns) != (row.written_size, row.written_mtime_ns)
+        return (row.size, row.mtime_ns) != (row.written_size, row.written_mtime_ns)
 
     def plan(self, paths: Sequence[Path], summary: Summary) -> tuple[list[_Job], list[Photo]]:
         """Scan ``paths``: the jobs to run and the rows whose files are gone."""
         jobs: list[_Job] = []
         gone: list[Photo] = []
         with_vectors = self.catalog.ids_with_vectors(self.model.name)
-        without_facts = self.catalog.ids_without_facts()
+        self._without_facts = self.catalog.ids_without_facts()
         for top in paths:
             top = Path(os.path.abspath(top))
-            root_id, _root, prefix = self.catalog.root_for(top if top.is_dir() else top.parent)
-            if not top.is_dir() and top.exists():
+            if problem := valid_name(top):
+                self._skip(summary, top, problem)
+                continue
+            is_dir = top.is_dir()
+            if not is_dir and not top.exists():
+                self._skip(summary, top, "no such file or folder")
+                continue
+            if is_dir:
+                root_id, root, prefix = self.catalog.root_for(top)
+            else:
+                first = next(iter(walk(top)), None)
+                if isinstance(first, ScanError):
+                    self._skip(summary, first.path, first.reason)
+                    continue
+                root_id, root, _rel_file = self.catalog.place_file(top)
                 prefix = ""
-            known = self.catalog.photos_under(root_id, prefix) if top.is_dir() else {}
+            known = self.catalog.photos_under(root_id, prefix) if is_dir else {}
             seen: set[str] = set()
             failed_dirs: list[str] = []
             top_missing = False
-            for item in walk(top):
+            for item in walk(top, within=Path(root), on_temp=self._stale_temp):
                 if isinstance(item, ScanError):
                     if item.path == top and item.is_dir:
                         top_missing = True
                     if item.is_dir:
-                        failed_dirs.append(_rel(item.path, _root))
+                        failed_dirs.append(_rel(item.path, root))
                     self._skip(summary, item.path, item.reason)
                     continue
-                relpath = _rel(item.path, _root)
+                relpath = _rel(item.path, root)
                 seen.add(relpath)
                 row = known.get(relpath) or (
-                    self.catalog.photo_at(item.path) if not top.is_dir() else None
+                    self.catalog.photo_at(item.path) if not is_dir else None
                 )
-                if (
-                    row is not None
-                    and row.size == item.size
-                    and row.mtime_ns == item.mtime_ns
-                    and row.status != "missing"
-                ):
-                    if row.status == ERROR:
-                        self._skip(summary, item.path, row.error or "not a readable image")
-                        continue
-                    if row.id in with_vectors:
-                        summary.unchanged += 1
-                        if row.id in without_facts:
-                            self.facts_todo.append((row.id, item.path))
-                        continue
-                jobs.append(_Job(item, root_id, relpath, row))
-            if top.is_dir() and not top_missing:
+                job = self._job_for(item, root_id, relpath, row, with_vectors, summary)
+                if job is not None:
+                    jobs.append(job)
+            if is_dir and not top_missing:
                 for relpath, row in known.items():
                     if relpath in seen or row.status == "missing":
                         continue
@@ -219,6 +201,35 @@ class Indexer:
                         continue
                     gone.append(row)
         return jobs, gone
+
+    def _job_for(
+        self, item: FileEntry, root_id: int, relpath: str, row: Photo | None,
+        with_vectors: set[int], summary: Summary,
+    ) -> _Job | None:  # fmt: skip
+        """The one rule for a scanned file: embed it, only write its tags, or nothing.
+
+        Errors are always retried: a file fixed since (permissions, a finished copy) may
+        keep its size and mtime.
+        """
+        current = row is not None and row.status == "ok" and unchanged(row, _entry_stat(item))
+        if not current or row is None or row.id not in with_vectors:
+            return _Job(item, root_id, relpath, row)
+        if self.needs_write(row) and not (item.outside and self._in_place(item.path)):
+            return _Job(item, root_id, relpath, row, write_only=True)
+        summary.unchanged += 1
+        if row.id in self._without_facts:  # indexed before the catalog kept camera and GPS
+            self.facts_todo.append((row.id, item.path))
+        return None
+
+    def _in_place(self, path: Path) -> bool:
+        target = getattr(self.writer, "target_for", None)
+        return target is None or target(path).suffix.lower() != ".xmp"
+
+    def _stale_temp(self, path: Path) -> None:
+        if not self.dry_run and remove_stale_temp(path):
+            self.on_event(Event("cleaned", path, reason="stale temp file of phototag removed"))
+
+    # -- public entry points ------------------------------------------------------------------
 
     def index(self, paths: Sequence[Path]) -> Summary:
         """Bring the catalog in step with ``paths`` (folders recursively, or files)."""
@@ -229,8 +240,17 @@ class Indexer:
             self.run(jobs, summary)
             self._sweep(gone, summary)
             self.backfill_facts()
+            if not self.dry_run:
+                self.catalog.purge_missing(older_than_days=TOMBSTONE_DAYS)
+        self.finish()
         summary.seconds = time.perf_counter() - started
         return summary
+
+    def finish(self) -> None:
+        """Close this run's journal entry (``phototag runs``)."""
+        if self.run_id is not None and not self.dry_run:
+            self.catalog.finish_run(self.run_id)
+        self.run_id = None
 
     def index_files(self, paths: Iterable[Path]) -> Summary:
         """Process these files (new or changed), as the watcher does after events."""
@@ -239,24 +259,79 @@ class Indexer:
         jobs = []
         with_vectors = self.catalog.ids_with_vectors(self.model.name)
         for path in paths:
-            item = check_file(Path(path))
+            found = self.catalog.find_root(Path(path))
+            item = check_file(Path(path), within=Path(found[1]) if found else None)
             if isinstance(item, ScanError):
                 self._skip(summary, item.path, item.reason)
                 continue
             root_id, _root, relpath = self.catalog.place_file(item.path)
             row = self.catalog.photo_at(item.path)
-            if (
-                row is not None
-                and (row.size, row.mtime_ns) == (item.size, item.mtime_ns)
-                and row.status == "ok"
-                and row.id in with_vectors
-            ):
-                summary.unchanged += 1
-                continue
-            jobs.append(_Job(item, root_id, relpath, row))
+            job = self._job_for(item, root_id, relpath, row, with_vectors, summary)
+            if job is not None:
+                jobs.append(job)
         self.run(jobs, summary)
         summary.seconds = time.perf_counter() - started
         return summary
+
+    def untag(self, paths: Sequence[Path]) -> Summary:
+        """Remove phototag's machine tags from files (or sidecars) and the catalog."""
+        summary = Summary()
+        with self._transaction_scope():
+            items: list[_Write] = []
+            for top in paths:
+                for item in walk(Path(top), on_temp=self._stale_temp):
+                    if isinstance(item, ScanError):
+                        self._skip(summary, item.path, item.reason)
+                        continue
+                    row = self.catalog.photo_at(item.path)
+                    items.append(
+                        _Write(row.id if row else 0, item.path, [], "untagged", remove=True)
+                    )
+            for start in range(0, len(items), self.batch_size * 4):
+                self._write_all(items[start : start + self.batch_size * 4], summary)
+        self.finish()
+        return summary
+
+    def undo(self, run_id: int | None) -> tuple[Summary, int]:
+        """Put back what run ``run_id`` (default: the latest) changed in files; returns the
+        summary and the run undone. Files edited since are left alone, each named."""
+        from phototag.errors import PhototagError
+
+        run = self.catalog.run(run_id)
+        if run is None:
+            raise PhototagError("no run to undo" if run_id is None else f"no run {run_id}")
+        if run.undone_by is not None:
+            raise PhototagError(f"run {run.id} was already undone (by run {run.undone_by})")
+        summary = Summary()
+        for entry in self.catalog.journal_of(run.id):
+            try:
+                outcome = self.writer.restore(entry.path, entry.target, entry.before, entry.after)
+            except WriteError as exc:
+                self._skip(summary, entry.path, f"cannot undo: {exc.reason}")
+                continue
+            summary.written += 1
+            with self.catalog.batch():
+                self._journal(_Write(entry.photo_id or 0, entry.path, [], "undone"), outcome)
+                if entry.photo_id and not self.dry_run:
+                    self._restore_catalog(entry.photo_id, entry.path, outcome)
+            self.on_event(Event("undone", entry.path, written=entry.target))
+        if not self.dry_run:
+            with self.catalog.batch():
+                self.catalog.mark_undone(run.id, self.run_id or 0)
+        self.finish()
+        return summary, run.id
+
+    def _restore_catalog(self, photo_id: int, path: Path, outcome: Any) -> None:
+        """The catalog's machine tags become what the restored file says (its namespace)."""
+        ns = (outcome.after or {}).get("namespace")
+        tags = [Tag(name, float(score), hier) for name, score, hier in ns[2]] if ns else []
+        self.catalog.set_tags(photo_id, tags, source=MACHINE, model=ns[3] if ns else "")
+        in_place = outcome.target.suffix.lower() != ".xmp"
+        if in_place:
+            self._remember_rewrite(photo_id, path)
+        target = "" if in_place else outcome.target.name
+        self.catalog.mark_written(photo_id, self.mode or "", target, outcome.size,
+                                  outcome.mtime_ns)  # fmt: skip
 
     def remove(self, paths: Iterable[Path]) -> Summary:
         """Files (or whole folders) that were deleted: they leave the results."""
@@ -294,7 +369,7 @@ class Indexer:
                 if isinstance(item, ScanError):
                     continue
                 root_id, _root, relpath = self.catalog.place_file(target)
-                if (item.size, item.mtime_ns) != (photo.size, photo.mtime_ns):
+                if not unchanged(photo, _entry_stat(item)):
                     continue  # content changed too: the caller indexes it as new
                 self.catalog.move(photo.id, root_id, relpath, item.size, item.mtime_ns)
                 summary.moved += 1
@@ -324,7 +399,7 @@ class Indexer:
     # -- the pipeline -------------------------------------------------------------------------
 
     def run(self, jobs: list[_Job], summary: Summary) -> None:
-        """Workers decode and embed chunks side by side; this thread tags and stores them.
+        """Workers decode and embed chunks side by side; this thread tags, stores and writes.
 
         Each worker runs its own decode -> inference loop (inference single-threaded when
         the backend allows concurrent calls), so the cores never sit in an inference
@@ -334,7 +409,13 @@ class Indexer:
         if not jobs:
             return
         self.on_plan(len(jobs))
-        known_hashes = self._known_hashes()
+        write_only = [j for j in jobs if j.write_only]
+        jobs = [j for j in jobs if not j.write_only]
+        for start in range(0, len(write_only), self.batch_size * 4):
+            self._write_only(write_only[start : start + self.batch_size * 4], summary)
+        if not jobs:
+            return
+        known_hashes = self.catalog.known_hashes(self.model.name)
         chunks = [jobs[i : i + self.batch_size] for i in range(0, len(jobs), self.batch_size)]
         with ThreadPoolExecutor(self.workers, thread_name_prefix="phototag-embed") as pool:
             window: deque[Future[list[tuple[_Prepared, Embedding | None]]]] = deque()
@@ -371,28 +452,35 @@ class Indexer:
         return [(p, embeddings.get(id(p))) for p in prepared]
 
     def _store(self, done: list[tuple[_Prepared, Embedding | None]], summary: Summary) -> None:
-        """In this thread (it owns the catalog): errors, reuses and new vectors, one transaction."""
-        results = []
+        """In this thread (it owns the catalog): one transaction, then the writes."""
+        writes: list[_Write] = []
+        events: list[Event] = []
         with self.catalog.batch():
             for p, emb in done:
                 self.on_progress(1)
                 if p.error is not None:
                     self._record_error(p, summary)
                 elif emb is None:
-                    self._reuse(p, summary)
+                    self._reuse(p, summary, writes, events)
                 else:
-                    results.append(self._store_embedding(p, emb, summary))
-        for photo_id, path, tags, kind in results:
-            written = self._write_tags(photo_id, path, tags, summary)
-            self.on_event(Event(kind, path, tags=tags, **written))
+                    writes.append(self._store_embedding(p, emb, summary))
+        for event in events:
+            self.on_event(event)
+        self._write_all(writes, summary)
 
-    def _known_hashes(self) -> set[str]:
-        rows = self.catalog.conn.execute(
-            "select distinct p.hash from photos p join vectors v on v.photo_id = p.id "
-            "where v.model = ? and p.hash is not null",
-            [self.model.name],
-        )
-        return {r[0] for r in rows}
+    def _write_only(self, jobs: list[_Job], summary: Summary) -> None:
+        """Unchanged photos whose tags are not (or no longer) in their file or sidecar."""
+        ids = [j.existing.id for j in jobs if j.existing is not None]
+        tags = self.catalog.tags_of(ids)
+        writes = []
+        for job in jobs:
+            assert job.existing is not None
+            self.on_progress(1)
+            machine = [t for t, src in tags.get(job.existing.id, []) if src == MACHINE]
+            writes.append(
+                _Write(job.existing.id, job.entry.path, machine, "written", job.entry.outside)
+            )
+        self._write_all(writes, summary)
 
     def _prepare(self, job: _Job, known_hashes: set[str]) -> _Prepared:
         """Runs on the pool: read once, hash, and decode unless the bytes are known."""
@@ -406,59 +494,65 @@ class Indexer:
             prepared.decoded = decode(job.entry.path, data, self.model)
         except PhotoError as exc:
             prepared.error = exc.reason
-        except FileNotFoundError:
-            prepared.error = "file vanished"
-        except PermissionError:
-            prepared.error = "permission denied"
         except OSError as exc:
-            prepared.error = f"cannot read file ({(exc.strerror or str(exc)).lower()})"
+            reason = os_reason(exc)
+            prepared.error = reason if reason in ("file vanished", "permission denied") else (
+                f"cannot read file ({reason})"
+            )  # fmt: skip
         return prepared
 
     def _record_error(self, p: _Prepared, summary: Summary) -> None:
         self._skip(summary, p.job.entry.path, p.error or "unknown error")
         if p.error == "file vanished":
             return  # nothing to remember; the sweep of the next scan handles its row
-        with self.catalog.batch():
-            self.catalog.upsert_photo(
-                p.job.root_id, p.job.relpath, size=p.size or p.job.entry.size,
-                mtime_ns=p.mtime_ns or p.job.entry.mtime_ns, content_hash=p.hash,
-                status=ERROR, error=p.error,
-            )  # fmt: skip
+        self.catalog.upsert_photo(
+            p.job.root_id, p.job.relpath, size=p.size or p.job.entry.size,
+            mtime_ns=p.mtime_ns or p.job.entry.mtime_ns, content_hash=p.hash,
+            status=ERROR, error=p.error,
+        )  # fmt: skip
 
-    def _reuse(self, p: _Prepared, summary: Summary) -> None:
+    def _reuse(
+        self, p: _Prepared, summary: Summary, writes: list[_Write], events: list[Event]
+    ) -> None:
         """Bytes already known: same row (touched), a move, or a copy. No decoding."""
         assert p.hash is not None
         job = p.job
         sources = self.catalog.with_hash(p.hash, self.model.name)
         same = next((s for s in sources if job.existing and s.id == job.existing.id), None)
-        with self.catalog.batch():
-            if same is not None:
-                self.catalog.upsert_photo(
-                    job.root_id, job.relpath, size=p.size, mtime_ns=p.mtime_ns, content_hash=p.hash
-                )
-                summary.unchanged += 1
-                return
-            gone = next((s for s in sources if s.status == "missing" or not s.path.exists()), None)
-            if gone is not None:
-                self.catalog.move(gone.id, job.root_id, job.relpath, p.size, p.mtime_ns)
-                summary.moved += 1
-                self.on_event(Event("moved", job.entry.path, old_path=gone.path))
-                return
-            source = sources[0]
+        if same is not None:
             photo_id = self.catalog.upsert_photo(
-                job.root_id, job.relpath, size=p.size, mtime_ns=p.mtime_ns, content_hash=p.hash,
-                width=None, height=None,
-            )  # fmt: skip
-            self.catalog.copy_vectors_and_tags(source.id, photo_id)
-            self.catalog.copy_facts(source.id, photo_id)
+                job.root_id, job.relpath, size=p.size, mtime_ns=p.mtime_ns, content_hash=p.hash
+            )
+            summary.unchanged += 1
+            self._write_if_needed(photo_id, job, writes, "written")
+            return
+        gone = next((s for s in sources if s.status == "missing" or not s.path.exists()), None)
+        if gone is not None:
+            self.catalog.move(gone.id, job.root_id, job.relpath, p.size, p.mtime_ns)
+            summary.moved += 1
+            events.append(Event("moved", job.entry.path, old_path=gone.path))
+            self._write_if_needed(gone.id, job, writes, "written")
+            return
+        source = sources[0]
+        photo_id = self.catalog.upsert_photo(
+            job.root_id, job.relpath, size=p.size, mtime_ns=p.mtime_ns, content_hash=p.hash,
+            width=None, height=None,
+        )  # fmt: skip
+        self.catalog.copy_vectors_and_tags(source.id, photo_id)
+        self.catalog.copy_facts(source.id, photo_id)
         summary.new += 1
-        tags = [t for t, src in self.catalog.tags_of([photo_id])[photo_id] if src == MACHINE]
-        self._write_tags(photo_id, job.entry.path, tags, summary)
-        self.on_event(Event("copied", job.entry.path, tags=tags, old_path=source.path))
+        tags = self.catalog.machine_tags(photo_id)
+        writes.append(
+            _Write(photo_id, job.entry.path, tags, "copied", job.entry.outside, source.path)
+        )
 
-    def _store_embedding(
-        self, p: _Prepared, emb: Embedding, summary: Summary
-    ) -> tuple[int, Path, list[Tag], str]:
+    def _write_if_needed(self, photo_id: int, job: _Job, writes: list[_Write], kind: str) -> None:
+        row = self.catalog.photos_by_id([photo_id]).get(photo_id)
+        if row is not None and self.needs_write(row):
+            tags = self.catalog.machine_tags(photo_id)
+            writes.append(_Write(photo_id, job.entry.path, tags, kind, job.entry.outside))
+
+    def _store_embedding(self, p: _Prepared, emb: Embedding, summary: Summary) -> _Write:
         job, decoded = p.job, p.decoded
         assert decoded is not None
         summary.embedded += 1
@@ -472,36 +566,115 @@ class Indexer:
             photo_id, taken_at=facts.taken_at, camera=facts.camera, has_gps=facts.has_gps,
             mtime_ns=p.mtime_ns,
         )  # fmt: skip
+        rejected = self.catalog.rejected_tags([photo_id]).get(photo_id, set()) if (
+            job.existing is not None
+        ) else set()  # fmt: skip
+        if rejected:
+            low = {r.lower() for r in rejected}
+            tags = [t for t in tags if t.tag.lower() not in low]
         self.catalog.set_vectors(photo_id, self.model.name, emb.visual, emb.semantic)
-        rejected = self.catalog.rejected_tags(photo_id)
-        if rejected:  # the user said no to these for this photo: never again
-            tags = [t for t in tags if tag_key(t.tag) not in rejected]
         self.catalog.set_tags(photo_id, tags, source=MACHINE, model=self.model.name)
         self.catalog.set_objects(photo_id, self.model.name, emb.objects)
         kind = "changed" if job.existing is not None and job.existing.status != "missing" else "new"
         setattr(summary, kind, getattr(summary, kind) + 1)
-        return photo_id, job.entry.path, tags, kind
+        return _Write(photo_id, job.entry.path, tags, kind, job.entry.outside)
 
-    def _write_tags(
-        self, photo_id: int, path: Path, tags: list[Tag], summary: Summary
-    ) -> dict[str, Any]:
-        """Write machine tags into the file (or sidecar); read the user's keywords back."""
+    # -- writing tags into files --------------------------------------------------------------
+
+    def _write_all(self, items: list[_Write], summary: Summary) -> None:
+        """Write each photo's tags (no transaction open), then record the results in one."""
+        if not items:
+            return
         if self.writer is None:
-            return {}
-        try:
-            # the catalog keeps every likely word; a file gets the words proven right
-            outcome = self.writer.write(path, self.tagger.writable(tags), model=self.model.name)
-            user = self.writer.read_keywords(path)
-        except WriteError as exc:
-            self._skip(summary, path, f"tags kept in the catalog only: {exc.reason}", count=False)
-            return {}
+            for item in items:
+                if item.remove and item.photo_id:
+                    self.catalog.set_tags(item.photo_id, [], source=MACHINE)
+                self.on_event(Event(item.kind, item.path, tags=item.tags, old_path=item.old_path))
+            return
+        rejected = self.catalog.rejected_tags(i.photo_id for i in items if i.photo_id)
+        done = []
+        for item in items:
+            outcome, user = self._write_one(item, rejected.get(item.photo_id, set()), summary)
+            done.append((item, outcome, user))
         with self.catalog.batch():
-            self.catalog.set_tags(photo_id, [Tag(k, 1.0) for k in user], source=USER)
-            if outcome.changed and outcome.target == path and not self.dry_run:
-                remember_rewrite(self.catalog, photo_id, path)
+            for item, outcome, user in done:
+                if outcome is not None:
+                    self._record_write(item, outcome, user)
+        for item, outcome, _user in done:
+            extra: dict[str, Any] = {}
+            if outcome is not None:
+                extra = {"written": outcome.target, "changes": (outcome.added, outcome.removed)}
+            self.on_event(
+                Event(item.kind, item.path, tags=item.tags, old_path=item.old_path, **extra)
+            )
+
+    def _write_one(
+        self, item: _Write, rejected: set[str], summary: Summary
+    ) -> tuple[Any, list[str] | None]:
+        if item.outside and self._in_place(item.path):
+            reason = "a link to a file outside the library: indexed, never written through"
+            self._skip(summary, item.path, f"tags kept in the catalog only: {reason}", count=False)
+            return None, None
+        try:
+            if item.remove:
+                outcome = self.writer.remove(item.path)
+            else:
+                # the catalog keeps every likely word; a file gets the words proven right
+                outcome = self.writer.write(
+                    item.path, self.tagger.writable(item.tags), model=self.model.name,
+                    rejected=rejected,
+                )  # fmt: skip
+            user = self.writer.read_keywords(item.path)
+        except WriteError as exc:
+            what = "" if item.remove else "tags kept in the catalog only: "
+            self._skip(summary, item.path, f"{what}{exc.reason}", count=item.remove)
+            return None, None
         if outcome.changed:
             summary.written += 1
-        return {"written": outcome.target, "changes": (outcome.added, outcome.removed)}
+        return outcome, user
+
+    def _record_write(self, item: _Write, outcome: Any, user: list[str] | None) -> None:
+        """What the file now holds: user keywords, rejected tags, write state, journal."""
+        if not item.photo_id:
+            return self._journal(item, outcome)
+        cat = self.catalog
+        if user is not None:
+            cat.set_tags(item.photo_id, [Tag(k, 1.0) for k in user], source=USER)
+        if item.remove:
+            cat.set_tags(item.photo_id, [], source=MACHINE)
+        if outcome.rejected and not self.dry_run:
+            cat.reject_tags(item.photo_id, outcome.rejected)
+        if self.dry_run:
+            return None
+        in_place = outcome.target.suffix.lower() != ".xmp"
+        if outcome.changed and in_place:
+            self._remember_rewrite(item.photo_id, item.path)
+        target = "" if in_place else outcome.target.name
+        cat.mark_written(item.photo_id, self.mode or "", target, outcome.size, outcome.mtime_ns)
+        return self._journal(item, outcome)
+
+    def _journal(self, item: _Write, outcome: Any) -> None:
+        if self.dry_run or not outcome.changed or outcome.before is None:
+            return
+        if self.run_id is None:
+            self.run_id = self.catalog.start_run(self.command, self.mode)
+        self.catalog.journal(
+            self.run_id, item.photo_id or None, item.path, outcome.target, outcome.before,
+            outcome.after or {},
+        )  # fmt: skip
+
+    def _remember_rewrite(self, photo_id: int, path: Path) -> None:
+        """phototag itself rewrote ``path``: store its new size, mtime and hash, so neither the
+        next scan nor the watcher mistakes the write for a change (and moves still match)."""
+        try:
+            new_hash, st = file_hash(path)
+        except (OSError, PhotoError):
+            return  # changed again meanwhile: the next run looks at it
+        self.catalog.update_file_state(
+            photo_id, size=st.st_size, mtime_ns=st.st_mtime_ns, content_hash=new_hash
+        )
+
+    # -- bookkeeping --------------------------------------------------------------------------
 
     def _sweep(self, gone: list[Photo], summary: Summary) -> None:
         current = self.catalog.photos_by_id(p.id for p in gone)
@@ -520,20 +693,21 @@ class Indexer:
         self.on_event(Event("skipped", path, reason=reason))
 
     @contextmanager
-    def _transaction_scope(self) -> Any:
+    def _transaction_scope(self) -> Iterator[None]:
         """A dry run does all the work inside one transaction, then rolls it back."""
-        if not self.dry_run:
-            with nullcontext():
-                yield
-            return
-        cat = self.catalog
-        cat._in_batch = True
-        cat.conn.execute("begin immediate")
-        try:
+        with self.catalog.rolled_back() if self.dry_run else nullcontext():
             yield
-        finally:
-            cat.conn.execute("rollback")
-            cat._in_batch = False
+
+
+def _entry_stat(item: FileEntry) -> Any:
+    """A scanned entry's size and mtime in the shape ``files.unchanged`` reads."""
+    return _Sig(item.size, item.mtime_ns)
+
+
+@dataclass(frozen=True)
+class _Sig:
+    st_size: int
+    st_mtime_ns: int
 
 
 def _rel(path: Path, root: str) -> str:

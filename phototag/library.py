@@ -31,12 +31,18 @@ if TYPE_CHECKING:
     import numpy as np
 
     from phototag.backends import Backend
+    from phototag.catalog import Run
     from phototag.detection import Detection
     from phototag.duplicates import Group
-    from phototag.indexer import Event, Indexer, Summary
+    from phototag.events import Event, Summary
+    from phototag.indexer import Indexer
     from phototag.models import ModelSpec
     from phototag.query import Filters, Query, QueryEngine
     from phototag.tagging import Tagger
+
+
+#: more results than this are never useful, and would overflow the Annoy search
+MAX_LIMIT = 100_000
 
 
 @dataclass
@@ -188,6 +194,16 @@ class Library:
         with factory(mode, dry_run=dry_run, machine_parent=self.config.machine_parent) as writer:
             yield writer
 
+    def _wait_notice(self, on_event: Callable[[Event], None] | None) -> Callable[[], None]:
+        from phototag.events import Event
+
+        def notice() -> None:
+            if on_event is not None:
+                on_event(Event("notice", self.catalog_path, reason="another phototag is "
+                               "indexing this catalog; waiting for it to finish"))  # fmt: skip
+
+        return notice
+
     @contextmanager
     def indexer(
         self,
@@ -197,15 +213,21 @@ class Library:
         on_event: Callable[[Event], None] | None = None,
         on_progress: Callable[[int], None] | None = None,
         on_plan: Callable[[int], None] | None = None,
+        command: str = "index",
     ) -> Iterator[Indexer]:
         from phototag.indexer import Indexer
 
         self.plugins_check()
         with self.open_writer(write, dry_run=dry_run) as writer:
-            yield Indexer(
+            indexer = Indexer(
                 self.catalog, self.model, self._indexing_backend, self.tagger, writer=writer,
                 on_event=on_event, on_progress=on_progress, on_plan=on_plan, dry_run=dry_run,
+                command=command,
             )  # fmt: skip
+            try:
+                yield indexer
+            finally:
+                indexer.finish()
 
     def _indexing_backend(self) -> Backend:
         """For the indexer's workers: single-threaded inference per worker where the backend
@@ -231,13 +253,13 @@ class Library:
         on_plan: Callable[[int], None] | None = None,
         on_progress: Callable[[int], None] | None = None,
     ) -> Summary:
-        with self.indexer(
-            write=write,
-            dry_run=dry_run,
-            on_event=on_event,
-            on_progress=on_progress,
+        for path in paths:
+            if not os.path.lexists(path):
+                raise PhototagError(f"cannot index {path}: no such file or folder")
+        with self.catalog.indexing_lock(on_wait=self._wait_notice(on_event)), self.indexer(
+            write=write, dry_run=dry_run, on_event=on_event, on_progress=on_progress,
             on_plan=on_plan,
-        ) as indexer:
+        ) as indexer:  # fmt: skip
             summary = indexer.index(paths)
         if not dry_run:
             self.refresh_search()
@@ -271,10 +293,14 @@ class Library:
     def find(self, query: Query | str, *, limit: int = 20) -> list[Hit]:
         """Photos best matching a query (see ``phototag.query``); a plain string is one word
         or phrase. Each hit says why: the tags that matched and the vector scores."""
+        from dataclasses import replace
+
         from phototag.query import Query
 
         if isinstance(query, str):
             query = Query(words=(query,), limit=limit)
+        if not 1 <= query.limit <= MAX_LIMIT:
+            query = replace(query, limit=max(1, min(query.limit, MAX_LIMIT)))
         engine = self.query_engine()
         scored = engine.run(query)
         matching = engine.hyponyms(query)
@@ -324,6 +350,8 @@ class Library:
 
     def _current_row(self, image: Path) -> Any:
         """The catalog row of ``image`` if the file is unchanged since it was indexed."""
+        from phototag.files import unchanged
+
         row = self.catalog.photo_at(image)
         if row is None or row.status != "ok":
             return None
@@ -331,7 +359,7 @@ class Library:
             st = image.stat()
         except OSError:
             return None
-        return row if (st.st_size, st.st_mtime_ns) == (row.size, row.mtime_ns) else None
+        return row if unchanged(row, st) else None
 
     def _visual_vector(self, image: Path) -> tuple[np.ndarray, set[int]]:
         row = self._current_row(image)
@@ -346,8 +374,8 @@ class Library:
         return embedding.visual, same
 
     def embed_file(self, image: Path) -> tuple[Any, str]:
+        from phototag.files import os_reason, read_file
         from phototag.imaging import content_hash, decode
-        from phototag.indexer import read_file
 
         self.plugins_check()
         try:
@@ -355,7 +383,7 @@ class Library:
         except FileNotFoundError:
             raise UnreadableImage(image, "no such file") from None
         except OSError as exc:
-            raise UnreadableImage(image, (exc.strerror or str(exc)).lower()) from None
+            raise UnreadableImage(image, os_reason(exc)) from None
         decoded = decode(image, data, self.model)
         return (
             self.backend.embed_batch([decoded.views], [decoded.detector_image])[0],
@@ -390,6 +418,7 @@ class Library:
             "errors": stats.errors,
             "pending": stats.pending,
             "missing": stats.missing,
+            "unwritten": stats.unwritten,
             "roots": stats.roots,
             "index_current": all(ix.is_current() for ix in indexes.values()),
             "index_tail": {space: ix.tail_size() for space, ix in indexes.items()},
@@ -404,38 +433,39 @@ class Library:
         on_event: Callable[[Event], None] | None = None,
     ) -> Summary:
         """Remove phototag's machine tags from files (or sidecars) and the catalog."""
-        from phototag.indexer import Event, Summary, remember_rewrite
-        from phototag.scanner import ScanError, walk
+        with self.catalog.indexing_lock(on_wait=self._wait_notice(on_event)), self.indexer(
+            write=mode, dry_run=dry_run, on_event=on_event, command="untag"
+        ) as indexer:  # fmt: skip
+            return indexer.untag(paths)
 
-        emit = on_event or (lambda event: None)
-        summary = Summary()
-        with self.open_writer(mode, dry_run=dry_run) as writer:
-            for top in paths:
-                for item in walk(Path(top)):
-                    if isinstance(item, ScanError):
-                        summary.skipped += 1
-                        emit(Event("skipped", item.path, reason=item.reason))
-                        continue
-                    try:
-                        outcome = writer.remove(item.path)
-                    except WriteError as exc:
-                        summary.skipped += 1
-                        emit(Event("skipped", item.path, reason=exc.reason))
-                        continue
-                    if outcome.changed:
-                        summary.written += 1
-                    emit(
-                        Event("untagged", item.path, written=outcome.target,
-                              changes=(outcome.added, outcome.removed))
-                    )  # fmt: skip
-                    row = self.catalog.photo_at(item.path)
-                    if row is None or dry_run:
-                        continue
-                    with self.catalog.batch():
-                        self.catalog.set_tags(row.id, [], source=MACHINE)
-                        if outcome.changed and outcome.target == item.path:
-                            remember_rewrite(self.catalog, row.id, item.path)
-        return summary
+    def undo(
+        self,
+        run: int | None = None,
+        *,
+        dry_run: bool = False,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> tuple[Summary, int]:
+        """Restore exactly what run ``run`` (default: the latest) changed in files."""
+        found = self.catalog.run(run)
+        mode = found.mode if found is not None and found.mode in ("embed", "sidecar") else "embed"
+        with self.catalog.indexing_lock(on_wait=self._wait_notice(on_event)), self.indexer(
+            write=mode, dry_run=dry_run, on_event=on_event, command="undo"
+        ) as indexer:  # fmt: skip
+            return indexer.undo(run)
+
+    def runs(self, limit: int = 20) -> list[Run]:
+        """Runs that changed files, newest first (``phototag undo RUN`` takes their id)."""
+        return self.catalog.runs(limit)
+
+    def reject(self, image: Path, tag: str) -> None:
+        """The user does not want ``tag`` on ``image``: never again, and out of its file on
+        the next run (the web page's reject uses this too)."""
+        row = self.catalog.photo_at(Path(os.path.abspath(image)))
+        if row is None:
+            raise PhototagError(f"{image} is not in the catalog")
+        with self.catalog.batch():
+            self.catalog.reject_tags(row.id, [tag])
+            self.catalog.mark_unwritten(row.id)
 
     # -- one photo: details and corrections (phototag serve) ------------------------------------
 
@@ -454,7 +484,7 @@ class Library:
         return PhotoInfo(
             row.id, row.path, row.status, row.error, row.size, row.width, row.height,
             row.taken_at, tags, self.catalog.objects_of(photo_id, self.model.name),
-            sorted(self.catalog.rejected_tags(photo_id)),
+            sorted(self.catalog.rejected_keys(photo_id)),
         )  # fmt: skip
 
     def similar_to(self, photo_id: int, *, limit: int = 20) -> list[Hit]:

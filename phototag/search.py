@@ -55,7 +55,9 @@ class VectorIndex:
 
     def is_current(self) -> bool:
         meta = self.meta()
-        return meta is not None and meta.get("token") == self.catalog.state_token(self.model)
+        if meta is None or meta.get("token") != self.catalog.state_token(self.model):
+            return False
+        return not meta.get("count") or meta.get("ann") == self._ann_identity()
 
     def tail_size(self) -> int:
         meta = self.meta() or {}
@@ -66,7 +68,31 @@ class VectorIndex:
         return int(row[0])
 
     def build(self, *, force: bool = False) -> BuildInfo:
-        """Write a fresh Annoy file atomically (readers keep the old mapping meanwhile)."""
+        """Write a fresh Annoy file atomically (readers keep the old mapping meanwhile).
+
+        Builders take turns (an OS lock), so two processes never pair one's ``.json`` with
+        the other's ``.ann``; the ``.json`` also names the ``.ann`` it belongs to.
+        """
+        import fcntl
+
+        try:
+            fd = os.open(f"{self.ann_path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return self._build(force=force)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return self._build(force=force)
+        finally:
+            os.close(fd)
+
+    def _ann_identity(self) -> list[int] | None:
+        try:
+            st = os.stat(self.ann_path)
+        except OSError:
+            return None
+        return [st.st_ino, st.st_size, st.st_mtime_ns]
+
+    def _build(self, *, force: bool) -> BuildInfo:
         import time
 
         from annoy import AnnoyIndex
@@ -74,7 +100,7 @@ class VectorIndex:
         started = time.perf_counter()
         token = self.catalog.state_token(self.model)
         meta = self.meta()
-        if not force and meta is not None and meta.get("token") == token:
+        if not force and meta is not None and meta.get("token") == token and self.is_current():
             return BuildInfo(self.space, int(meta["count"]), 0.0, skipped=True)
         ids, matrix, seq = self.catalog.vectors(self.model, self.space)
         tmp = self.ann_path.with_name(f".{self.ann_path.name}.{os.getpid()}.tmp")
@@ -92,7 +118,7 @@ class VectorIndex:
             self.ann_path.unlink(missing_ok=True)
         meta = {
             "token": token, "seq": seq, "count": len(ids), "trees": trees,
-            "dim": int(matrix.shape[1]) if len(ids) else 0,
+            "dim": int(matrix.shape[1]) if len(ids) else 0, "ann": self._ann_identity(),
         }  # fmt: skip
         tmp_meta = self.meta_path.with_name(f".{self.meta_path.name}.{os.getpid()}.tmp")
         tmp_meta.write_text(json.dumps(meta))
@@ -108,13 +134,14 @@ class VectorIndex:
         meta = self.meta()
         scores: dict[int, float] = {}
         since = 0
-        if meta and meta.get("count") and self.ann_path.exists():
+        if meta and meta.get("count") and meta.get("ann") == self._ann_identity():
             from annoy import AnnoyIndex
 
             since = int(meta["seq"])
             index = AnnoyIndex(int(meta["dim"]), "angular")
             index.load(str(self.ann_path))  # memory-mapped
             want = k + len(exclude) + 20
+            want = min(want, int(meta["count"]))
             ids, dists = index.get_nns_by_vector(
                 vector.tolist(), want * 3, search_k=want * int(meta["trees"]) * 8,
                 include_distances=True,

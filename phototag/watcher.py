@@ -26,16 +26,17 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from phototag.scanner import TEMP_PREFIX, display, is_photo_name
+from phototag.events import Event, EventPrinter, Summary, write_mode
+from phototag.files import TEMP_PREFIX, display, is_photo_name, os_reason, unchanged
 
 if TYPE_CHECKING:
-    from phototag.indexer import Event, Indexer, Summary
+    from phototag.indexer import Indexer
     from phototag.library import Library
 
 #: seconds a file's size and mtime must stay the same before it is indexed
@@ -63,7 +64,7 @@ REMOTE_FS = frozenset(
 class _Change:
     """One filesystem change, as the main thread needs it (paths as str)."""
 
-    kind: str  # touch | dir | moved | deleted
+    kind: str  # touch | dir | moved | deleted | sidecar
     path: str
     dest: str | None = None
     is_dir: bool = False
@@ -113,9 +114,22 @@ class _Handler:
             return False  # phototag's own temp files, and anything hidden
         return is_dir or is_photo_name(parts[-1])
 
+    def _sidecar(self, path: str, is_dir: bool) -> bool:
+        """A visible ``.xmp`` below the root: another app may have edited a photo's keywords."""
+        if is_dir or not path.lower().endswith(".xmp"):
+            return False
+        rel = os.path.relpath(path, self.root)
+        return not rel.startswith("..") and not any(p.startswith(".") for p in rel.split(os.sep))
+
     def dispatch(self, event: Any) -> None:
         kind, is_dir = event.event_type, event.is_directory
         src = os.fsdecode(event.src_path)
+        if kind in ("moved", "created", "modified", "closed", "deleted"):
+            dest = os.fsdecode(event.dest_path) if kind == "moved" else src
+            if self._sidecar(dest, is_dir):
+                self.inbox.put(_Change("sidecar", dest))
+            elif kind in ("moved", "deleted") and self._sidecar(src, is_dir):
+                self.inbox.put(_Change("sidecar", src))
         if kind == "moved":
             dest = os.fsdecode(event.dest_path)
             src_ok, dest_ok = self._wanted(src, is_dir=is_dir), self._wanted(dest, is_dir=is_dir)
@@ -419,6 +433,9 @@ class Watcher:
             self._remove(change)
         elif change.kind == "touch":
             self._add_pending(change.path)
+        elif change.kind == "sidecar":
+            for photo in _photos_of_sidecar(change.path):
+                self._add_pending(photo)
         elif change.kind == "dir":
             self._scan(change.path)
         elif change.kind == "deleted":  # a watched folder itself
@@ -435,8 +452,6 @@ class Watcher:
         """Incremental scan (the ``index`` rules): new or changed files become pending, rows
         whose files are gone are swept once nothing is pending (a move found meanwhile keeps
         its vectors instead of being reported deleted first)."""
-        from phototag.indexer import Summary
-
         summary = Summary()
         jobs, gone = self.indexer.plan([Path(folder)], summary)
         self._add(summary)
@@ -475,7 +490,7 @@ class Watcher:
             st = os.stat(path)
         except OSError:
             return False
-        return (row.size, row.mtime_ns) == (st.st_size, st.st_mtime_ns)
+        return unchanged(row, st)
 
     # -- settling -----------------------------------------------------------------------------
 
@@ -551,10 +566,10 @@ class Watcher:
 
     def _index(self, paths: list[str]) -> bool:
         """Index settled files; a failure is narrowed down to the file that caused it."""
-        from phototag.indexer import Event
-
         try:
-            summary = self.indexer.index_files([Path(p) for p in paths])
+            catalog = self.indexer.catalog
+            with catalog.indexing_lock(on_wait=self._waiting):
+                summary = self.indexer.index_files([Path(p) for p in paths])
         except Exception as exc:  # noqa: BLE001 - one bad file must never stop the watcher
             if len(paths) == 1:
                 self.on_event(Event("skipped", Path(paths[0]), reason=f"unexpected error: {exc}"))
@@ -580,15 +595,28 @@ class Watcher:
             self.on_message(f"could not rebuild the search index: {exc}; queries stay exact")
 
     def _add(self, summary: Summary) -> None:
-        for f in fields(summary):
-            if f.name != "seconds":
-                setattr(self.total, f.name, getattr(self.total, f.name) + getattr(summary, f.name))
+        self.total.add(summary)
+
+    def _waiting(self) -> None:
+        self.on_message("another phototag is indexing this catalog; waiting for it to finish")
 
 
 def _new_summary() -> Summary:
-    from phototag.indexer import Summary
-
     return Summary()
+
+
+def _photos_of_sidecar(path: str) -> list[str]:
+    """The photos a sidecar belongs to: ``IMG.jpg.xmp`` -> IMG.jpg; ``IMG.xmp`` -> IMG.*."""
+    base = path[:-4]
+    if is_photo_name(os.path.basename(base)):
+        return [base]
+    folder, stem = os.path.split(base)
+    try:
+        names = os.listdir(folder or ".")
+    except OSError:
+        return []
+    return [os.path.join(folder, n) for n in names if os.path.splitext(n)[0] == stem
+            and is_photo_name(n)]  # fmt: skip
 
 
 def _identity(path: str) -> tuple[int, int] | None:
@@ -608,7 +636,7 @@ def _is_empty(path: str) -> bool:
 
 
 def _reason(exc: OSError) -> str:
-    return (exc.strerror or str(exc)).lower()
+    return os_reason(exc)
 
 
 def _limit_reason(exc: OSError) -> str:
@@ -691,7 +719,6 @@ def watch_command(
     settle: float, poll: bool,
 ) -> None:  # fmt: skip
     """Watch folders: index photos as they arrive, follow moves and deletions (Ctrl-C stops)."""
-    from phototag.cli import EventPrinter, _write_mode
     from phototag.library import Library
 
     library = ctx.find_object(Library)
@@ -702,7 +729,8 @@ def watch_command(
         click.echo(message, err=True)
 
     watcher = Watcher(
-        library, list(paths), write=_write_mode(library, no_write, sidecar), settle=settle,
+        library, list(paths), write=write_mode(library.config.write, no_write, sidecar),
+        settle=settle,
         poll=poll, on_event=printer, on_message=say,
     )  # fmt: skip
     with stop_on_signals(watcher, say):

@@ -13,47 +13,15 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from phototag.backends import Backend
-from phototag.hookspecs import hookimpl
 from phototag.plugins import pm
+from tests.fakes import FakeBackend, FakePlugin
+
+__all__ = ["FakeBackend", "FakePlugin", "env_for_subprocess", "run_cli"]
 
 SKIMAGE_DATA = Path(__import__("skimage").__file__).parent / "data"
 INTERIORS = Path(__import__("interior_photos").__file__).parent / "images"
-
-
-class FakeBackend(Backend):
-    """Vectors from a fixed random projection of the pixels: same photo, same vectors."""
-
-    name = "fake"
-    calls = 0
-    photos = 0
-
-    #: no detector: the fake is about the pipeline, fast and deterministic
-    detector = None
-
-    def embed_batch(self, views, images=None):  # type: ignore[no-untyped-def]
-        """Counts inference calls and photos (what batching tests look at)."""
-        FakeBackend.calls += 1
-        FakeBackend.photos += len(views)
-        return super().embed_batch(views, images)
-
-    def run_batch(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
-        n = len(pixels)
-        pooled = pixels.reshape(n, 3, 14, 16, 14, 16).mean(axis=(3, 5)).reshape(n, -1)
-        rng = np.random.default_rng(0)
-        # as wide as the real backbone's features, so the model's DeViSE head applies
-        w_feat = rng.standard_normal((pooled.shape[1], 1280)).astype(np.float32)
-        w_logit = rng.standard_normal((pooled.shape[1], 1000)).astype(np.float32)
-        return {"features": pooled @ w_feat, "logits": (pooled @ w_logit) * 0.5}
-
-
-class FakePlugin:
-    @hookimpl
-    def register_backends(self, register):  # type: ignore[no-untyped-def]
-        register("fake", FakeBackend)
 
 
 @pytest.fixture(autouse=True)

@@ -402,6 +402,7 @@ def test_handler_keeps_only_visible_photo_names(tmp_path: Path) -> None:
     handler.dispatch(Ev("moved", f"{root}/d", f"{root}/e", is_directory=True))
     assert [(c.kind, os.path.relpath(c.path, root), c.dest and os.path.relpath(c.dest, root))
             for c in inbox.take()] == [  # fmt: skip
+        ("sidecar", "a.jpg.xmp", None),  # another app's keyword edit: its photo is looked at
         ("touch", "a.jpg", None), ("touch", "b.jpg", None), ("deleted", "c.jpg", None),
         ("moved", "d", "e"),
     ]  # fmt: skip

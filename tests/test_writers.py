@@ -12,7 +12,7 @@ import pytest
 from exiftool import ExifToolHelper
 from PIL import Image, ImageCms
 
-from phototag import writers
+from phototag import exiftool_process
 from phototag.errors import ExifToolMissing, WriteError
 from phototag.types import Tag
 from phototag.writers import (
@@ -378,20 +378,25 @@ def test_symlink_stays_a_link(tmp_path: Path, writer: ExifToolWriter) -> None:
 # -- sidecars --------------------------------------------------------------------------------
 
 
-def test_raw_gets_only_a_sidecar(tmp_path: Path, writer: ExifToolWriter) -> None:
-    raw = tmp_path / "IMG_0001.CR2"
-    raw.write_bytes(b"II*\x00not really a raw file")
+def bmp(path: Path) -> Path:
+    Image.new("RGB", (24, 16), (9, 99, 199)).save(path, format="BMP")
+    return path
 
-    outcome = writer.write(raw, TAGS, model="m")
 
-    assert outcome.target == tmp_path / "IMG_0001.CR2.xmp"
-    assert raw.read_bytes() == b"II*\x00not really a raw file"
+def test_bmp_gets_only_a_sidecar(tmp_path: Path, writer: ExifToolWriter) -> None:
+    photo = bmp(tmp_path / "IMG_0001.BMP")
+    data = photo.read_bytes()
+
+    outcome = writer.write(photo, TAGS, model="m")
+
+    assert outcome.target == tmp_path / "IMG_0001.BMP.xmp"
+    assert photo.read_bytes() == data
     after = fields(outcome.target)
     assert after["XMP-dc:Subject"] == ["cat", "café", "猫"]
     assert set(after["XMP-lr:HierarchicalSubject"]) == {"animal|cat", "drink|café", "猫"}
     assert "IPTC:Keywords" not in after
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["IMG_0001.CR2", "IMG_0001.CR2.xmp"]
-    assert not writer.write(raw, TAGS, model="m").changed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["IMG_0001.BMP", "IMG_0001.BMP.xmp"]
+    assert not writer.write(photo, TAGS, model="m").changed
 
 
 def test_sidecar_mode_leaves_the_photo_identical(
@@ -459,16 +464,15 @@ def test_existing_img_xmp_is_merged_not_duplicated(
 
 def test_dry_run_touches_nothing(tmp_path: Path) -> None:
     photo = make_jpeg(tmp_path / "a.jpg", "Beach")
-    raw = tmp_path / "b.NEF"
-    raw.write_bytes(b"raw")
+    raw = bmp(tmp_path / "b.bmp")
     data = photo.read_bytes()
     with open_writer("embed", dry_run=True) as w:
         outcome = w.write(photo, TAGS, model="m")
         raw_outcome = w.write(raw, TAGS, model="m")
     assert outcome.changed and outcome.added == ["cat", "café", "猫"]
-    assert raw_outcome.changed and raw_outcome.target == tmp_path / "b.NEF.xmp"
+    assert raw_outcome.changed and raw_outcome.target == tmp_path / "b.bmp.xmp"
     assert photo.read_bytes() == data
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "b.NEF"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "b.bmp"]
 
 
 def test_corrupt_file_raises_and_leaves_no_temp(tmp_path: Path, writer: ExifToolWriter) -> None:
@@ -514,19 +518,18 @@ def test_vanished_file_raises(tmp_path: Path, writer: ExifToolWriter) -> None:
 def test_mode_and_owner_are_kept(tmp_path: Path, writer: ExifToolWriter) -> None:
     photo = make_jpeg(tmp_path / "a.jpg")
     photo.chmod(0o640)
-    raw = tmp_path / "b.ORF"
-    raw.write_bytes(b"raw")
+    raw = bmp(tmp_path / "b.bmp")
     raw.chmod(0o600)
 
     writer.write(photo, TAGS, model="m")
     sidecar = writer.write(raw, TAGS, model="m").target
 
     assert photo.stat().st_mode & 0o777 == 0o640
-    assert sidecar.stat().st_mode & 0o777 == 0o600  # a private raw gets a private sidecar
+    assert sidecar.stat().st_mode & 0o777 == 0o600  # a private photo gets a private sidecar
 
 
 def test_missing_exiftool_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(writers.shutil, "which", lambda name: None)
+    monkeypatch.setattr(exiftool_process.shutil, "which", lambda name: None)
     with pytest.raises(ExifToolMissing, match="apt-get install libimage-exiftool-perl"):
         open_writer("embed")
 
@@ -546,19 +549,27 @@ def test_read_keywords_many(tmp_path: Path, writer: ExifToolWriter) -> None:
 def test_temp_names_and_sidecar_names(tmp_path: Path) -> None:
     assert is_temp_file(tmp_path / f"{TEMP_PREFIX}abc.tmp")
     assert not is_temp_file(tmp_path / "a.jpg")
-    photo = tmp_path / "IMG.CR2"
-    assert sidecar_path(photo) == tmp_path / "IMG.CR2.xmp"
+    photo = tmp_path / "IMG.bmp"
+    assert sidecar_path(photo) == tmp_path / "IMG.bmp.xmp"
     (tmp_path / "IMG.xmp").write_text("")
     assert sidecar_path(photo) == tmp_path / "IMG.xmp"
-    (tmp_path / "IMG.CR2.xmp").write_text("")
-    assert sidecar_path(photo) == tmp_path / "IMG.CR2.xmp"
+    (tmp_path / "IMG.bmp.xmp").write_text("")
+    assert sidecar_path(photo) == tmp_path / "IMG.bmp.xmp"
     w = ExifToolWriter("embed")
-    assert w.can_handle(tmp_path / "a.HEIC") and w.can_handle(tmp_path / "a.nef")
+    assert w.can_handle(tmp_path / "a.HEIC") and w.can_handle(tmp_path / "a.bmp")
+    # one list of formats: the writer handles exactly what the scanner yields
+    assert not w.can_handle(tmp_path / "a.nef") and not w.can_handle(tmp_path / "a.dng")
     assert not w.can_handle(tmp_path / "a.txt") and not w.can_handle(tmp_path / "a.xmp")
     with pytest.raises(ValueError):
         ExifToolWriter("none")
 
 
-def test_scanner_agrees_on_the_temp_prefix() -> None:
-    scanner = pytest.importorskip("phototag.scanner")
-    assert getattr(scanner, "TEMP_PREFIX", TEMP_PREFIX) == TEMP_PREFIX
+def test_scanner_skips_the_writers_temp_files(tmp_path: Path) -> None:
+    from phototag import files, scanner
+
+    assert scanner.TEMP_PREFIX is files.TEMP_PREFIX is TEMP_PREFIX
+    make_jpeg(tmp_path / "a.jpg")
+    shutil.copy(tmp_path / "a.jpg", files.temp_name(tmp_path, ".jpg"))  # a write in flight
+    seen = []
+    found = [e.path.name for e in scanner.walk(tmp_path, on_temp=seen.append)]
+    assert found == ["a.jpg"] and len(seen) == 1 and is_temp_file(seen[0])

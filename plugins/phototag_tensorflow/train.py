@@ -187,8 +187,8 @@ class _Loaded:
 def _load(example: Example, spec: ModelSpec, cache: FeatureCache) -> _Loaded:
     """Read one photo; decode it only when its features are not cached yet."""
     from phototag.errors import PhotoError
+    from phototag.files import read_file
     from phototag.imaging import content_hash, decode
-    from phototag.indexer import read_file
 
     item = _Loaded(example)
     try:
