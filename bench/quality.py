@@ -159,6 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     hit, prec, count = tag_metrics(names, items)
     print("\n== tags")
     print(f"  hit@5 {hit:.3f}   precision@5 {prec:.3f}   tags per photo {count:.2f}")
+    written = [[t.tag for t in tagger.writable(ts)] for ts in tags]
+    w_hit, w_prec, w_count = tag_metrics(written, items)
+    w_all = sum(len(w) for w in written)
+    w_right = sum(t in p.accepted for w, p in zip(written, items, strict=True) for t in w)
+    print(
+        f"  written into files (confident words): precision {w_right / max(w_all, 1):.3f} "
+        f"(first five {w_prec:.3f}), hit@5 {w_hit:.3f}, {w_count:.2f} per photo"
+    )
     people = [i for i, p in enumerate(items) if p.person_main]
     if people:
         got = sum(bool({"person", "people"} & set(names[i][:3])) for i in people)

@@ -91,7 +91,8 @@ class Backend(ABC):
         if "semantic" in out:  # a trained model's graph has its own semantic head
             semantic = np.add.reduceat(l2_normalise(out["semantic"]), starts, axis=0)
             head = self.model.devise_head
-            projected = head.project(features, evidence) if head is not None else None
+            fits = head is not None and features.shape[-1] == head.mean.shape[0]
+            projected = head.project(features, evidence) if fits else None  # type: ignore[union-attr]
         else:
             semantic, projected = self.model.semantic(features, probs, evidence)
         visual = l2_normalise(features)

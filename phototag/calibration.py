@@ -27,9 +27,13 @@ from phototag.errors import ModelError
 
 #: the share of written tags that must be right, on the labelled photos
 TARGET_PRECISION = 0.8
+#: the share of listed tags (catalog, search) that must be right, per word
+LIST_PRECISION = 0.5
 #: pseudo-photos (at the target precision) added to each word's count when choosing its
 #: threshold: a word seen right on 2 of 2 photos is not yet proven
 PRIOR_PHOTOS = 2.0
+#: a detector box this sure of one object overrules whole-photo guesses of another
+OVERRULE_AT = 0.4
 #: no word is written below this probability, however its photos went
 MIN_PROBABILITY = 0.5
 #: the catalog (search, ``phototag tags``) lists words from this probability on; files get
@@ -60,11 +64,16 @@ class Calibration:
     maps: dict[tuple[str, str], Platt] = field(default_factory=dict)
     defaults: dict[str, Platt] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
+    #: per word, the probability from which it is listed (right half the time or more)
+    list_thresholds: dict[str, float] = field(default_factory=dict)
     default_threshold: float = 0.9
     list_threshold: float = LIST_PROBABILITY
     dropped: set[str] = field(default_factory=set)
     #: a word that, when written, makes these words redundant or wrong (people -> person)
     excludes: dict[str, list[str]] = field(default_factory=dict)
+    #: words the detector is the authority on (its object classes): the whole-photo stages
+    #: may not claim a dog the detector does not see (skimage's horse is no dog)
+    detector_words: set[str] = field(default_factory=set)
 
     @classmethod
     def load(cls, path: Path) -> Calibration:
@@ -79,10 +88,14 @@ class Calibration:
                 maps=maps,
                 defaults={s: Platt(*p) for s, p in data["defaults"].items()},
                 thresholds={w: float(t) for w, t in data["thresholds"].items()},
+                list_thresholds={
+                    w: float(t) for w, t in data.get("list_thresholds", {}).items()
+                },
                 default_threshold=float(data.get("default_threshold", 0.9)),
                 list_threshold=float(data.get("list_threshold", LIST_PROBABILITY)),
                 dropped=set(data.get("dropped", [])),
                 excludes={w: list(v) for w, v in data.get("excludes", {}).items()},
+                detector_words=set(data.get("detector_words", [])),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"{path}: unreadable calibration ({exc})") from None
@@ -96,10 +109,14 @@ class Calibration:
             "defaults": {s: p.as_list() for s, p in sorted(self.defaults.items())},
             "maps": maps,
             "thresholds": {w: round(t, 4) for w, t in sorted(self.thresholds.items())},
+            "list_thresholds": {
+                w: round(t, 4) for w, t in sorted(self.list_thresholds.items())
+            },
             "default_threshold": self.default_threshold,
             "list_threshold": self.list_threshold,
             "dropped": sorted(self.dropped),
             "excludes": self.excludes,
+            "detector_words": sorted(self.detector_words),
         }
 
     def probability(self, stage: str, word: str, raw: float) -> float:
@@ -110,9 +127,16 @@ class Calibration:
         return self.thresholds.get(word, self.default_threshold)
 
     def combine(self, raw: Mapping[tuple[str, str], float]) -> dict[str, float]:
-        """Every word's probability: the best over the stages that proposed it."""
+        """Every word's probability: the best over the stages that proposed it. For the
+        detector's words, a whole-photo guess does not count when the detector found another
+        of its words more surely (its box says horse: ImageNet's dog is overruled)."""
+        seen = {w: v for (s, w), v in raw.items() if s == "detector" and w in self.detector_words}
         best: dict[str, float] = {}
         for (stage, word), value in raw.items():
+            if stage != "detector" and word in self.detector_words:
+                rival = max((v for w, v in seen.items() if w != word), default=0.0)
+                if rival >= OVERRULE_AT and rival > seen.get(word, 0.0):
+                    continue
             p = self.probability(stage, word, value)
             if p > best.get(word, -1.0):
                 best[word] = p
@@ -124,12 +148,20 @@ class Calibration:
             self.threshold(word), MIN_PROBABILITY
         )
 
-    def listed(self, probs: Mapping[str, float]) -> dict[str, float]:
+    def listed(
+        self, probs: Mapping[str, float], *, floor: float | None = None
+    ) -> dict[str, float]:
         """The words likely enough to list (dropped words never are), after the exclusions
-        (a photo with ``people`` is not also tagged ``person``)."""
+        (a photo with ``people`` is not also tagged ``person``). ``floor`` replaces the
+        listing thresholds (a user's ``threshold``)."""
         kept = {
-            w: p for w, p in probs.items() if w not in self.dropped and p >= self.list_threshold
-        }
+            w: p for w, p in probs.items()
+            if w not in self.dropped
+            and p >= (
+                floor if floor is not None
+                else max(self.list_threshold, self.list_thresholds.get(w, 0.0))
+            )
+        }  # fmt: skip
         for word in list(kept):
             for other in self.excludes.get(word, []):
                 kept.pop(other, None)
@@ -162,22 +194,25 @@ def fit_platt(
     return Platt(float(theta[0]), float(theta[1]))
 
 
-def fit_threshold(probs: Sequence[float], truth: Sequence[bool]) -> float | None:
+def fit_threshold(
+    probs: Sequence[float], truth: Sequence[bool], *, target: float = TARGET_PRECISION,
+    floor: float = MIN_PROBABILITY,
+) -> float | None:
     """The lowest probability whose tags (this one and every higher) are right at least
-    ``TARGET_PRECISION`` of the time, counting ``PRIOR_PHOTOS`` pseudo-photos at the target;
-    None when no cut-off gets there."""
+    ``target`` of the time, counting ``PRIOR_PHOTOS`` pseudo-photos at the target; None
+    when no cut-off gets there."""
     order = np.argsort(-np.asarray(probs, dtype=np.float64), kind="stable")
     p = np.asarray(probs, dtype=np.float64)[order]
     t = np.asarray(truth, dtype=bool)[order]
-    smoothed = (np.cumsum(t) + TARGET_PRECISION * PRIOR_PHOTOS) / (
+    smoothed = (np.cumsum(t) + target * PRIOR_PHOTOS) / (
         np.arange(1, len(t) + 1) + PRIOR_PHOTOS
     )
     best = None
     for i in range(len(p)):
         if i + 1 < len(p) and p[i + 1] == p[i]:
             continue  # a cut-off between equal scores is no cut-off
-        if smoothed[i] >= TARGET_PRECISION and t[: i + 1].any():
+        if smoothed[i] >= target and t[: i + 1].any():
             best = p[i]
     if best is None:
         return None
-    return max(float(best), MIN_PROBABILITY)
+    return max(float(best), floor)

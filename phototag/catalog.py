@@ -641,7 +641,7 @@ class Catalog:
         self.conn.execute(
             "insert into tags (photo_id, tag, score, source, model, hierarchy) "
             "select ?, tag, score, source, model, hierarchy from tags "
-            "where photo_id = ? and source = ?",
+            "where photo_id = ? and source = ? order by rowid",
             [target_id, source_id, MACHINE],
         )
 
@@ -1025,7 +1025,7 @@ class Catalog:
             marks = ",".join("?" * len(chunk))
             for pid, tag, score, source, hierarchy in self.conn.execute(
                 f"select photo_id, tag, score, source, hierarchy from tags "
-                f"where photo_id in ({marks}) order by source = 'machine', score desc, tag",
+                f"where photo_id in ({marks}) order by source = 'machine', rowid",
                 chunk,
             ):
                 found[pid].append(

@@ -5,6 +5,8 @@ Example ``~/.config/phototag/config.toml``::
     write = "sidecar"          # "embed" (default), "sidecar" or "none"
     vocabulary = "~/tags.txt"  # restrict or extend the tag vocabulary
     machine_parent = "phototag"
+    file_tags = "confident"    # "confident" (default): words proven right 80 % of the time;
+                               # "all": every word the catalog lists for the photo
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from phototag.errors import PhototagError
 
 WRITE_MODES = ("embed", "sidecar", "none")
+FILE_TAGS = ("confident", "all")
 
 
 @dataclass
@@ -27,6 +30,7 @@ class Config:
     write: str = "embed"
     vocabulary: str | None = None
     machine_parent: str | None = None
+    file_tags: str = "confident"
 
 
 def config_path() -> Path:
@@ -60,4 +64,6 @@ def load_config(path: Path | None = None) -> Config:
     config = Config(**raw)
     if config.write not in WRITE_MODES:
         raise PhototagError(f"{path}: write must be one of {', '.join(WRITE_MODES)}")
+    if config.file_tags not in FILE_TAGS:
+        raise PhototagError(f"{path}: file_tags must be one of {', '.join(FILE_TAGS)}")
     return config

@@ -165,7 +165,9 @@ class Library:
     def tagger(self) -> Tagger:
         from phototag.tagging import Tagger
 
-        return Tagger.from_model(self.model, vocabulary=self.vocabulary)
+        tagger = Tagger.from_model(self.model, vocabulary=self.vocabulary)
+        tagger.file_tags_all = self.config.file_tags == "all"
+        return tagger
 
     @cached_property
     def backend(self) -> Backend:
@@ -510,7 +512,7 @@ class Library:
         the catalog: ``accept`` makes machine tags user keywords, ``reject`` removes tags and
         remembers never to write them again for this photo, ``add`` adds user keywords.
         Without a writer only the catalog changes."""
-        from phototag.indexer import remember_rewrite
+        from phototag.indexer import file_hash
 
         add, accept, reject = (
             _keywords(add, "add"),
@@ -533,8 +535,9 @@ class Library:
             unchanged = self._current_row(info.path) is not None
             try:
                 outcome = writer.edit(
-                    info.path, kept, model=self.model.name, add=new_user, remove=reject
-                )
+                    info.path, self.tagger.writable(kept), model=self.model.name,
+                    add=new_user, remove=reject,
+                )  # fmt: skip
                 user = writer.read_keywords(info.path)
             except WriteError as exc:
                 raise WriteError(info.path, f"nothing changed: {exc.reason}") from None
@@ -547,7 +550,16 @@ class Library:
             self.catalog.record_rejections(photo_id, reject=reject, allow=new_user)
             # only a file that was current: else the next index run must see the user's change
             if unchanged and outcome.changed and outcome.target == info.path:
-                remember_rewrite(self.catalog, photo_id, info.path)
+                new_hash, st = file_hash(info.path)
+                self.catalog.update_file_state(
+                    photo_id, size=st.st_size, mtime_ns=st.st_mtime_ns, content_hash=new_hash
+                )
+            if outcome is not None and outcome.changed:  # the file holds the catalog's tags
+                in_place = outcome.target == info.path
+                self.catalog.mark_written(
+                    photo_id, "embed" if in_place else "sidecar",
+                    "" if in_place else outcome.target.name, outcome.size, outcome.mtime_ns,
+                )  # fmt: skip
         return self.photo(photo_id)
 
     def models(self) -> list[dict[str, Any]]:

@@ -148,8 +148,8 @@ class ModelSpec:
         the ConSE vector alone."""
         conse = self.semantic_from_probs(probs)
         head = self.devise_head
-        if head is None:
-            return conse, None
+        if head is None or np.shape(features)[-1] != head.mean.shape[0]:
+            return conse, None  # no head, or a backend whose features it was not trained on
         projected = head.project(features, evidence)
         weight = float(self.manifest["semantic_head"].get("conse_weight", 0.5))
         blend = projected + weight * conse

