@@ -66,7 +66,7 @@ def main() -> None:
     model = load_model()
     words = Tagger.from_model(model).words
     vectors = WordVectors(words)
-    semantic = np.stack([vectors.vector(w) for w in words[:300]])
+    semantic = np.stack([vectors.vector(w) for w in words if w in vectors][:300])
     with tempfile.TemporaryDirectory() as tmp:
         catalog = Path(tmp) / "catalog.db"
         cat = fill_catalog(catalog, args.n, model.name, visual_dim=model.visual_dim,
