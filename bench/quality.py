@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         name = kind or "?"
         print(f"  {name:10s} n={len(idx):3d}  hit@5 {h:.2f}  precision@5 {pr:.2f}  tags {c:.1f}")
 
-    print("\n== per-word precision of written tags (words written at least 3 times)")
+    print("\n== per-word precision of listed tags (words listed at least 3 times)")
     right: Counter[str] = Counter()
     shown: Counter[str] = Counter()
     for ts, p in zip(names, items, strict=True):
