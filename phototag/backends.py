@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from functools import cached_property
 from itertools import islice
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -21,6 +22,21 @@ from phototag.types import Embedding
 if TYPE_CHECKING:
     from phototag.detection import Detection, Detector
     from phototag.models import ModelSpec
+
+
+def cpu_session(path: Path, threads: int) -> Any:
+    """An onnxruntime CPU session the way phototag runs every graph (backbone, detector):
+    ``threads`` intra-op threads that yield the cores when idle (the decoders need them),
+    and no memory arena (it would keep the largest batch's activations for good)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.enable_cpu_mem_arena = False
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:

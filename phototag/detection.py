@@ -168,16 +168,11 @@ class Detector:
         return self._session
 
     def _create_session(self) -> Any:
-        import onnxruntime as ort
+        from phototag.backends import cpu_session
 
         path = self.model.path / self.spec.onnx
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.enable_cpu_mem_arena = False
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            return cpu_session(path, self.threads)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelError(f"{path}: cannot load the detector ({exc})") from None
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from phototag.backends import Backend
+from phototag.backends import Backend, cpu_session
 from phototag.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -34,20 +34,8 @@ class OnnxBackend(Backend):
         return self._session
 
     def _create_session(self) -> Any:
-        import onnxruntime as ort
-
         self.model.verify()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self._threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # the arena keeps the largest batch's activations for the life of the process
-        options.enable_cpu_mem_arena = False
-        # idle inference threads must yield the cores to the decode pool, not spin on them
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = ort.InferenceSession(
-            str(self.model.onnx_path), options, providers=["CPUExecutionProvider"]
-        )
+        session = cpu_session(self.model.onnx_path, self._threads)
         self._input = session.get_inputs()[0].name
         self._outputs = [o.name for o in session.get_outputs()]
         return session
