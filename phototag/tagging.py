@@ -341,6 +341,8 @@ class Tagger:
         word = " ".join(word.lower().split())
         nodes = self._nodes_for(word)
         found = {word} if word in self.words else set()
+        # the head's and the detector's words filed under it (person -> people, portrait)
+        found |= {w for w, path in self.hierarchies.items() if word in path.split("|")[:-1]}
         if not nodes:
             return found
         covered = np.zeros(self.n_classes, dtype=bool)

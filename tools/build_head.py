@@ -103,6 +103,19 @@ SYNONYMS = {
 DROP_AT = 0.6
 DROP_AFTER = 3
 DROP_BELOW = 0.35
+#: the broad words a hierarchy may pass through (WordNet's first-sense ancestors also hold
+#: "group", "bar" or "plate", which are no place to file a desert, scissors or a frisbee under)
+CATEGORIES = {
+    "animal", "mammal", "bird", "fish", "insect", "plant", "flower", "tree", "food", "fruit",
+    "vegetable", "drink", "furniture", "vehicle", "building", "room", "person", "tool",
+    "structure", "landscape", "body of water", "container", "device", "clothing",
+}  # fmt: skip
+#: the people words are kinds of photo of a person: ``find --word person`` takes them in
+PEOPLE_PATHS = {
+    "people": "person|people", "group": "person|people|group", "crowd": "person|people|crowd",
+    "portrait": "person|portrait", "man": "person|man", "woman": "person|woman",
+    "child": "person|child", "face": "person|face",
+}  # fmt: skip
 #: a written word that makes others wrong or redundant
 EXCLUDES = {"people": ["person"], "crowd": ["group"]}
 
@@ -312,9 +325,11 @@ def hierarchies(words: list[str], tagger: Tagger, wordnet: Path) -> dict[str, st
     from build_model import ancestors, read_wordnet
 
     synsets, senses = read_wordnet(wordnet)
-    vocabulary = set(tagger.words) | set(words)
-    out = {}
+    vocabulary = CATEGORIES
+    out = dict(PEOPLE_PATHS)
     for word in words:
+        if word in out:
+            continue
         if tagger._nodes_for(word):
             continue  # the taxonomy gives it a path already
         offsets = senses.get(word.replace(" ", "_"), [])
