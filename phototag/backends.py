@@ -106,9 +106,7 @@ class Backend(ABC):
             evidence = np.stack([class_evidence(o, classes) for o in objects])
         if "semantic" in out:  # a trained model's graph has its own semantic head
             semantic = np.add.reduceat(l2_normalise(out["semantic"]), starts, axis=0)
-            head = self.model.devise_head
-            fits = head is not None and features.shape[-1] == head.mean.shape[0]
-            projected = head.project(features, evidence) if fits else None  # type: ignore[union-attr]
+            projected = self.model.project(features, evidence)
         else:
             semantic, projected = self.model.semantic(features, probs, evidence)
         visual = l2_normalise(features)

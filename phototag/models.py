@@ -138,6 +138,14 @@ class ModelSpec:
 
         return DeviseHead.load(self.path / name)
 
+    def project(self, features: np.ndarray, evidence: np.ndarray | None) -> np.ndarray | None:
+        """[N, D] the DeViSE head's points; None without a head, or for a backend whose
+        features it was not trained on (another width)."""
+        head = self.devise_head
+        if head is None or np.shape(features)[-1] != head.mean.shape[0]:
+            return None
+        return head.project(features, evidence)
+
     def semantic(
         self, features: np.ndarray, probs: np.ndarray, evidence: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -147,10 +155,9 @@ class ModelSpec:
         (``conse_weight``), which keeps fine-grained ImageNet words near; without one it is
         the ConSE vector alone."""
         conse = self.semantic_from_probs(probs)
-        head = self.devise_head
-        if head is None or np.shape(features)[-1] != head.mean.shape[0]:
-            return conse, None  # no head, or a backend whose features it was not trained on
-        projected = head.project(features, evidence)
+        projected = self.project(features, evidence)
+        if projected is None:
+            return conse, None
         weight = float(self.manifest["semantic_head"].get("conse_weight", 0.5))
         blend = projected + weight * conse
         norms = np.linalg.norm(blend, axis=1, keepdims=True)

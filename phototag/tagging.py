@@ -107,8 +107,11 @@ class Tagger:
         self._free_member: np.ndarray | None = None
         self._order = [e.word for e in entries] + free
         #: the trained stages (set by ``from_model`` for a model that has them)
-        self.calibration: Calibration | None = None
-        self.head: DeviseHead | None = None
+        self._calibration: Calibration | None = None
+        self._head: DeviseHead | None = None
+        #: where they are loaded from on first use (``find`` needs neither)
+        self._calibration_path: Path | None = None
+        self._head_from: ModelSpec | None = None
         self.object_words: dict[str, str] = {}
         self.hierarchies: dict[str, str] = {}
         #: a user's vocabulary file restricts every stage's words to it
@@ -159,14 +162,36 @@ class Tagger:
         tagger.list_floor = threshold
         calibration = tagging.get("calibration")
         if calibration:
-            from phototag.calibration import Calibration
-
-            tagger.calibration = Calibration.load(spec.path / calibration)
-            tagger.head = spec.devise_head
+            tagger._calibration_path = spec.path / calibration
+            tagger._head_from = spec
             detector = spec.manifest.get("detector", {})
             tagger.object_words = dict(detector.get("words", {}))
             tagger.hierarchies = dict(tagging.get("hierarchies", {}))
         return tagger
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The model's calibrated words (``calibration.py``), read on first use."""
+        if self._calibration is None and self._calibration_path is not None:
+            from phototag.calibration import Calibration
+
+            self._calibration = Calibration.load(self._calibration_path)
+        return self._calibration
+
+    @calibration.setter
+    def calibration(self, value: Calibration | None) -> None:
+        self._calibration = value
+
+    @property
+    def head(self) -> DeviseHead | None:
+        """The model's trained DeViSE head, read on first use."""
+        if self._head is None and self._head_from is not None:
+            self._head = self._head_from.devise_head
+        return self._head
+
+    @head.setter
+    def head(self, value: DeviseHead | None) -> None:
+        self._head = value
 
     def _nodes_for(self, word: str) -> list[dict[str, Any]]:
         """Taxonomy nodes a word names: useful nodes of that tag word, else any node of that
