@@ -189,10 +189,10 @@ def test_search_upload_read_accept_reject_add_in_chromium(
 
 
 def _stale(element: object) -> bool:
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import WebDriverException
 
     try:
         element.is_enabled()  # type: ignore[attr-defined]
-    except StaleElementReferenceException:
+    except WebDriverException:  # stale, or (mid-navigation) "node does not belong to the document"
         return True
     return False
