@@ -15,7 +15,7 @@ import sqlite3
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -325,7 +325,7 @@ class Catalog:
             self.conn.execute("pragma foreign_keys = on")
             self._in_batch = False
             if self._migrations_pending():
-                migrations().apply(self.db)
+                self._migrate()
         except (sqlite3.DatabaseError, OSError) as exc:
             raise CatalogError(f"cannot open catalog {self.path}: {describe(exc)}") from None
 
@@ -354,6 +354,23 @@ class Catalog:
                 "upgrade phototag to use it (it was left untouched)"
             )
         return not {fn.__name__ for fn in MIGRATIONS} <= applied
+
+    def _migrate(self) -> None:
+        """Apply pending migrations under SQLite's write lock.
+
+        Two processes opening a new catalog at once would otherwise both see it empty and
+        both create its tables; the second one waits here, then finds nothing left to do.
+        """
+        self.conn.execute("begin immediate")
+        try:
+            if self._migrations_pending():
+                migrations().apply(self.db)  # nested: each migration is a savepoint
+            self.conn.execute("commit")
+        except BaseException:
+            with suppress(sqlite3.ProgrammingError):  # closed: a newer phototag's catalog
+                if self.conn.in_transaction:
+                    self.conn.execute("rollback")
+            raise
 
     @cached_property
     def db(self) -> sqlite_utils.Database:

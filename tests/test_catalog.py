@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,35 @@ def test_migrations_apply_once_and_wal(catalog_path: Path) -> None:
     assert cat.db.execute("pragma journal_mode").fetchone()[0] == "wal"
     assert {"photos", "vectors", "tags", "roots"} <= set(cat.db.table_names())
     assert cat.integrity_ok()
+
+
+def _open_new_catalog(path: str, ready: multiprocessing.synchronize.Event) -> None:
+    ready.set()
+    Catalog(Path(path)).close()
+
+
+def test_processes_opening_a_new_catalog_at_once_migrate_it_once(tmp_path: Path) -> None:
+    """All of them find it empty; without the write lock around migrations all but one die
+    on 'table already exists'."""
+    path = tmp_path / "new.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("pragma journal_mode = wal")
+    holder.execute("begin immediate")  # everyone sees an empty catalog and queues for the lock
+    ctx = multiprocessing.get_context("spawn")
+    readies = [ctx.Event() for _ in range(3)]
+    procs = [ctx.Process(target=_open_new_catalog, args=(str(path), r)) for r in readies]
+    for proc in procs:
+        proc.start()
+    assert all(ready.wait(60) for ready in readies)
+    time.sleep(1.0)  # past their check for pending migrations, waiting on the lock
+    holder.execute("rollback")
+    holder.close()
+    for proc in procs:
+        proc.join(60)
+    assert [proc.exitcode for proc in procs] == [0, 0, 0]
+    cat = Catalog(path)
+    names = [r[0] for r in cat.conn.execute("select name from _sqlite_migrations")]
+    assert sorted(names) == sorted(set(names)) and migrations().pending(cat.db) == []
 
 
 def test_relocating_a_root_keeps_rows_and_vectors(catalog_path: Path, tmp_path: Path) -> None:
