@@ -308,6 +308,8 @@ def tags(ctx: click.Context, image: Path, as_json: bool, grid: str | None) -> No
         return
     for tag in result.tags:
         click.echo(f"{tag.score:6.3f}  {tag.tag}")
+    if not result.tags:
+        click.echo(f"{display(image)}: no word is likely enough to tag it", err=True)
 
 
 @cli.command()
