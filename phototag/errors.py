@@ -58,6 +58,10 @@ class UnknownBackend(PhototagError):
     pass
 
 
+class UnknownEngine(PhototagError):
+    """No engine of that name is loaded, or its optional dependency is not installed."""
+
+
 class CatalogError(PhototagError):
     pass
 
