@@ -19,7 +19,7 @@ from pathlib import Path
 from threading import Lock
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from phototag.errors import PhotoError
+from phototag.errors import PhotoError, UnknownEngine
 from phototag.files import os_reason, read_file
 from phototag.hookspecs import hookimpl
 from phototag.imaging import Decoded, Facts, content_hash, decode
@@ -127,6 +127,8 @@ class LocalEngine(Engine):
     name = "local"
 
     def __init__(self, *, address: str | None = None) -> None:
+        if address:
+            raise UnknownEngine("engine local runs here: a cluster address needs --engine ray")
         super().__init__(address=address)
         self._backend: Backend | None = None
         self._backend_lock = Lock()

@@ -59,7 +59,8 @@ class UnknownBackend(PhototagError):
 
 
 class UnknownEngine(PhototagError):
-    """No engine of that name is loaded, or its optional dependency is not installed."""
+    """No engine of that name is loaded, its optional dependency is missing, or it cannot run
+    as asked (exit code 2: a usage problem, not a failure of the run)."""
 
 
 class CatalogError(PhototagError):

@@ -184,6 +184,8 @@ def test_an_engine_plugin_does_the_embedding_and_the_driver_the_rest(
     assert all(line.startswith("skipping ") and ": echoed " in line for line in lines)
     code, _out, err = run_cli("index", "--engine", "nope", str(photos), catalog=tmp_path / "c.db")
     assert code == 2 and err.strip() == "error: unknown engine 'nope'; available: local, ray"
+    code, _out, err = run_cli("index", "--ray-address", "auto", str(photos))
+    assert code == 2 and "needs --engine ray" in err and "Traceback" not in err
 
 
 def test_hook_register_commands() -> None:
