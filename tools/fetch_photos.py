@@ -187,14 +187,15 @@ def main(argv: list[str] | None = None) -> int:
             for archive in download(source, work / "download"):
                 unpack(archive, work / "files")
             target.mkdir(parents=True, exist_ok=True)
-            found = 0
+            found: set[str] = set()  # a package may hold the same photo twice (dist/, src/)
             for _name, data in images_in(work / "files"):
-                name = want.get(content_hash(data))
-                if name is not None:
+                digest = content_hash(data)
+                name = want.get(digest)
+                if name is not None and digest not in found:
                     (target / name).write_bytes(data)
-                    found += 1
-            missing += len(want) - found
-            print(f"{folder}: {found} of {len(want)} photos", flush=True)
+                    found.add(digest)
+            missing += len(want) - len(found)
+            print(f"{folder}: {len(found)} of {len(want)} photos", flush=True)
             shutil.rmtree(work, ignore_errors=True)
     total = sum(len(w) for w in wanted.values())
     print(f"{total - missing} of {total} labelled photos in {args.dest}")
