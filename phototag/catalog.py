@@ -886,7 +886,7 @@ class Catalog:
             marks = ",".join("?" * len(words))
             where.append(
                 f"exists (select 1 from tags t where t.photo_id = p.id "
-                f"and lower(t.tag) in ({marks}))"
+                f"and t.tag collate nocase in ({marks}))"
             )
             params += words
         sql = f"select p.id from photos p where {' and '.join(where)}"
@@ -1058,8 +1058,8 @@ class Catalog:
         marks = ",".join("?" * len(words))
         rows = self.conn.execute(
             f"select t.photo_id, max(coalesce(t.score, 1.0)) from tags t "
-            f"join photos p on p.id = t.photo_id "
-            f"where lower(t.tag) in ({marks}) and p.status = 'ok' group by t.photo_id",
+            f"join photos p on p.id = t.photo_id "  # "collate nocase" uses the tags_tag index
+            f"where t.tag collate nocase in ({marks}) and p.status = 'ok' group by t.photo_id",
             words,
         )
         return {int(pid): float(score) for pid, score in rows}
