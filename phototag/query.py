@@ -242,7 +242,9 @@ class QueryEngine:
         whole index does not give enough."""
         from phototag.search import VectorIndex
 
-        want = max(limit * 5, 50)
+        # one example photo alone: the visual index's exact (re-ranked) order is the answer;
+        # words add tag rewards to the vector scores, so their candidates go deeper
+        want = limit if len(likes) == 1 and not words else max(limit * 5, 50)
         total: int | None = None  # counted only if the first answer is short
         fetch = want
         while True:
