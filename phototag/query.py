@@ -245,8 +245,10 @@ class QueryEngine:
         # one example photo alone: the visual index's exact (re-ranked) order is the answer;
         # words add tag rewards to the vector scores, so their candidates go deeper
         want = limit if len(likes) == 1 and not words else max(limit * 5, 50)
-        total: int | None = None  # counted only if the first answer is short
+        total = self._searchable()
         fetch = want
+        if allowed is not None and allowed:  # expect len(allowed)/total of them to pass
+            fetch = max(want, min(total, int(1.5 * want * total / len(allowed))))
         while True:
             found: set[int] = set()
             if words:
@@ -262,15 +264,20 @@ class QueryEngine:
             found = self._unbanned(found - exclude, nots)
             if allowed is not None:
                 found &= allowed
-            if len(found) >= want:
-                return found
-            if total is None:
-                total = self.catalog.vector_count(self.model)
-            if fetch >= total:
+            if len(found) >= want or fetch >= total:
                 return found
             if allowed is not None and fetch * 4 >= total:  # as good as everything: exactly
                 return self._unbanned(allowed - exclude, nots)
             fetch *= 4
+
+    def _searchable(self) -> int:
+        """How many photos the indexes hold (from the index files: counting the catalog's
+        rows takes seconds at a million photos); the tail is always searched whole."""
+        from phototag.search import SPACES, VectorIndex
+
+        counts = [int((VectorIndex(self.catalog, self.model, s).meta() or {}).get("count", 0))
+                  for s in SPACES]  # fmt: skip
+        return max(counts) or self.catalog.vector_count(self.model)
 
     def _score(
         self,
