@@ -30,7 +30,7 @@ SPACES = ("visual", "semantic")
 #: the visual space is reduced from this many photos on (smaller indexes are small anyway)
 REDUCE_FROM = 10_000
 #: a reduced index is searched this many times deeper, its neighbours re-ranked exactly
-RERANK_FACTOR = 2
+RERANK_FACTOR = 4
 
 
 @dataclass
