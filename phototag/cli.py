@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from phototag.config import load_config
-from phototag.errors import BadQuery, PhotoError, PhototagError, UnknownWord
+from phototag.errors import BadQuery, PhotoError, PhototagError, UnknownEngine, UnknownWord
 from phototag.events import EventPrinter, summary_line, write_mode
 from phototag.files import display
 from phototag.library import MAX_LIMIT, Library
@@ -101,10 +101,18 @@ def _write_mode(library: Library, no_write: bool, sidecar: bool) -> str:
 @write_mode_options
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option(
+    "--engine", default="local", show_default=True,
+    help="Where embeddings are computed: local, ray (pip install 'phototag[ray]'), a plugin's.",
+)  # fmt: skip
+@click.option(
+    "--ray-address", metavar="ADDR",
+    help="The Ray cluster for --engine ray (default: start a small local one).",
+)  # fmt: skip
 @click.pass_context
 def index(
     ctx: click.Context, paths: tuple[Path, ...], no_write: bool, sidecar: bool, dry_run: bool,
-    as_json: bool,
+    as_json: bool, engine: str, ray_address: str | None,
 ) -> None:  # fmt: skip
     """Index folders and files: embed new or changed photos, tag them, write the tags."""
     library = _library(ctx)
@@ -125,7 +133,8 @@ def index(
 
         summary = library.index(
             list(paths), write=_write_mode(library, no_write, sidecar), dry_run=dry_run,
-            on_event=on_event, on_progress=on_progress, on_plan=on_plan,
+            on_event=on_event, on_progress=on_progress, on_plan=on_plan, engine=engine,
+            address=ray_address,
         )  # fmt: skip
     if as_json:
         _json({**summary.as_dict(), "dry_run": dry_run})
@@ -308,6 +317,8 @@ def tags(ctx: click.Context, image: Path, as_json: bool, grid: str | None) -> No
         return
     for tag in result.tags:
         click.echo(f"{tag.score:6.3f}  {tag.tag}")
+    if not result.tags:
+        click.echo(f"{display(image)}: no word is likely enough to tag it", err=True)
 
 
 @cli.command()
@@ -479,7 +490,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except (UnknownWord, BadQuery) as exc:
+    except (UnknownWord, BadQuery, UnknownEngine) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except PhotoError as exc:

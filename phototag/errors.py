@@ -58,6 +58,11 @@ class UnknownBackend(PhototagError):
     pass
 
 
+class UnknownEngine(PhototagError):
+    """No engine of that name is loaded, its optional dependency is missing, or it cannot run
+    as asked (exit code 2: a usage problem, not a failure of the run)."""
+
+
 class CatalogError(PhototagError):
     pass
 

@@ -19,5 +19,10 @@ def register_writers(register):  # type: ignore[no-untyped-def]
 
 
 @hookspec
+def register_engines(register):  # type: ignore[no-untyped-def]
+    """Register indexing engines: ``register(name, EngineClass)`` (``phototag.engines``)."""
+
+
+@hookspec
 def register_commands(cli):  # type: ignore[no-untyped-def]
     """Add click commands to the ``phototag`` group: ``cli.command()(...)``."""

@@ -17,20 +17,19 @@ from __future__ import annotations
 
 import os
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from threading import Lock
 from typing import TYPE_CHECKING, Any
 
 from phototag.catalog import ERROR, MACHINE, TOMBSTONE_DAYS, USER, Catalog, Photo
+from phototag.engines import Computed, Engine, LocalEngine, Work
 from phototag.errors import PhotoError, WriteError
 from phototag.events import Event, Summary
-from phototag.files import os_reason, read_file, remove_stale_temp, unchanged, valid_name
-from phototag.imaging import Decoded, content_hash, decode
+from phototag.files import read_file, remove_stale_temp, unchanged, valid_name
+from phototag.imaging import content_hash
 from phototag.scanner import FileEntry, ScanError, check_file, walk
 from phototag.types import Embedding, Tag
 
@@ -49,16 +48,6 @@ class _Job:
     relpath: str
     existing: Photo | None
     write_only: bool = False  # unchanged and embedded: only its tags still need writing
-
-
-@dataclass
-class _Prepared:
-    job: _Job
-    size: int = 0
-    mtime_ns: int = 0
-    hash: str | None = None
-    decoded: Decoded | None = None
-    error: str | None = None
 
 
 @dataclass
@@ -97,13 +86,15 @@ class Indexer:
         batch_size: int = 16,
         dry_run: bool = False,
         command: str = "index",
+        engine: Engine | None = None,
+        backend_name: str = "",
     ) -> None:
         self.catalog = catalog
         self.model = model
         self._backend_factory = backend_factory
-        self._backend: Backend | None = None
-        self._backend_lock = Lock()
-        self._embed_lock: Any = nullcontext()
+        #: computes the embeddings; everything else (catalog, tags, writes) stays here
+        self.engine = engine or LocalEngine()
+        self.backend_name = backend_name
         self.tagger = tagger
         self.writer = writer
         self.mode: str | None = getattr(writer, "mode", None) if writer is not None else None
@@ -122,16 +113,6 @@ class Indexer:
         self._without_facts: set[int] = set()
         self.command = command
         self.run_id: int | None = None  # created with the first file this run changes
-
-    @property
-    def backend(self) -> Backend:
-        """Created on first need: a run with nothing to embed never loads the model."""
-        with self._backend_lock:
-            if self._backend is None:
-                self._backend = self._backend_factory()
-                if not self._backend.concurrent:  # one inference call at a time
-                    self._embed_lock = Lock()
-        return self._backend
 
     # -- what needs doing ---------------------------------------------------------------------
 
@@ -399,13 +380,8 @@ class Indexer:
     # -- the pipeline -------------------------------------------------------------------------
 
     def run(self, jobs: list[_Job], summary: Summary) -> None:
-        """Workers decode and embed chunks side by side; this thread tags, stores and writes.
-
-        Each worker runs its own decode -> inference loop (inference single-threaded when
-        the backend allows concurrent calls), so the cores never sit in an inference
-        thread pool waiting on a core a decoder holds. Memory stays bounded: at most
-        ``2 x workers`` chunks of ``batch_size`` photos are in flight.
-        """
+        """The engine computes embeddings; this thread tags, stores and writes each group as
+        it arrives (one transaction per group), so a killed run loses no finished photo."""
         if not jobs:
             return
         self.on_plan(len(jobs))
@@ -415,55 +391,27 @@ class Indexer:
             self._write_only(write_only[start : start + self.batch_size * 4], summary)
         if not jobs:
             return
-        known_hashes = self.catalog.known_hashes(self.model.name)
-        chunks = [jobs[i : i + self.batch_size] for i in range(0, len(jobs), self.batch_size)]
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="phototag-embed") as pool:
-            window: deque[Future[list[tuple[_Prepared, Embedding | None]]]] = deque()
-            pending = iter(chunks)
+        work = Work(
+            self.model, self.backend_name, self.catalog.known_hashes(self.model.name),
+            batch_size=self.batch_size, workers=self.workers,
+            backend_factory=self._backend_factory,
+        )  # fmt: skip
+        for done in self.engine.compute([j.entry.path for j in jobs], work):
+            self._store([(jobs[i], c) for i, c in done], summary)
 
-            def refill() -> None:
-                while len(window) < 2 * self.workers:
-                    chunk = next(pending, None)
-                    if chunk is None:
-                        return
-                    window.append(pool.submit(self._prepare_chunk, chunk, known_hashes))
-
-            refill()
-            while window:
-                done = window.popleft().result()
-                refill()
-                self._store(done, summary)
-
-    def _prepare_chunk(
-        self, chunk: list[_Job], known_hashes: set[str]
-    ) -> list[tuple[_Prepared, Embedding | None]]:
-        """Runs on the pool: prepare every job, then one inference call for those that need it."""
-        prepared = [self._prepare(job, known_hashes) for job in chunk]
-        todo = [p for p in prepared if p.error is None and p.decoded is not None]
-        embeddings: dict[int, Embedding] = {}
-        if todo:
-            backend = self.backend
-            with self._embed_lock:
-                found = backend.embed_batch(
-                    [p.decoded.views for p in todo],  # type: ignore[union-attr]
-                    [p.decoded.detector_image for p in todo],  # type: ignore[union-attr]
-                )
-            embeddings = {id(p): e for p, e in zip(todo, found, strict=True)}
-        return [(p, embeddings.get(id(p))) for p in prepared]
-
-    def _store(self, done: list[tuple[_Prepared, Embedding | None]], summary: Summary) -> None:
+    def _store(self, done: list[tuple[_Job, Computed]], summary: Summary) -> None:
         """In this thread (it owns the catalog): one transaction, then the writes."""
         writes: list[_Write] = []
         events: list[Event] = []
         with self.catalog.batch():
-            for p, emb in done:
+            for job, c in done:
                 self.on_progress(1)
-                if p.error is not None:
-                    self._record_error(p, summary)
-                elif emb is None:
-                    self._reuse(p, summary, writes, events)
+                if c.error is not None:
+                    self._record_error(job, c, summary)
+                elif c.embedding is None:
+                    self._reuse(job, c, summary, writes, events)
                 else:
-                    writes.append(self._store_embedding(p, emb, summary))
+                    writes.append(self._store_embedding(job, c, c.embedding, summary))
         for event in events:
             self.on_event(event)
         self._write_all(writes, summary)
@@ -482,41 +430,21 @@ class Indexer:
             )
         self._write_all(writes, summary)
 
-    def _prepare(self, job: _Job, known_hashes: set[str]) -> _Prepared:
-        """Runs on the pool: read once, hash, and decode unless the bytes are known."""
-        prepared = _Prepared(job)
-        try:
-            data, st = read_file(job.entry.path)
-            prepared.size, prepared.mtime_ns = st.st_size, st.st_mtime_ns
-            prepared.hash = content_hash(data)
-            if prepared.hash in known_hashes:
-                return prepared
-            prepared.decoded = decode(job.entry.path, data, self.model)
-        except PhotoError as exc:
-            prepared.error = exc.reason
-        except OSError as exc:
-            reason = os_reason(exc)
-            prepared.error = reason if reason in ("file vanished", "permission denied") else (
-                f"cannot read file ({reason})"
-            )  # fmt: skip
-        return prepared
-
-    def _record_error(self, p: _Prepared, summary: Summary) -> None:
-        self._skip(summary, p.job.entry.path, p.error or "unknown error")
-        if p.error == "file vanished":
+    def _record_error(self, job: _Job, c: Computed, summary: Summary) -> None:
+        self._skip(summary, job.entry.path, c.error or "unknown error")
+        if c.error == "file vanished":
             return  # nothing to remember; the sweep of the next scan handles its row
         self.catalog.upsert_photo(
-            p.job.root_id, p.job.relpath, size=p.size or p.job.entry.size,
-            mtime_ns=p.mtime_ns or p.job.entry.mtime_ns, content_hash=p.hash,
-            status=ERROR, error=p.error,
+            job.root_id, job.relpath, size=c.size or job.entry.size,
+            mtime_ns=c.mtime_ns or job.entry.mtime_ns, content_hash=c.hash,
+            status=ERROR, error=c.error,
         )  # fmt: skip
 
     def _reuse(
-        self, p: _Prepared, summary: Summary, writes: list[_Write], events: list[Event]
+        self, job: _Job, p: Computed, summary: Summary, writes: list[_Write], events: list[Event]
     ) -> None:
         """Bytes already known: same row (touched), a move, or a copy. No decoding."""
         assert p.hash is not None
-        job = p.job
         sources = self.catalog.with_hash(p.hash, self.model.name)
         same = next((s for s in sources if job.existing and s.id == job.existing.id), None)
         if same is not None:
@@ -552,16 +480,14 @@ class Indexer:
             tags = self.catalog.machine_tags(photo_id)
             writes.append(_Write(photo_id, job.entry.path, tags, kind, job.entry.outside))
 
-    def _store_embedding(self, p: _Prepared, emb: Embedding, summary: Summary) -> _Write:
-        job, decoded = p.job, p.decoded
-        assert decoded is not None
+    def _store_embedding(self, job: _Job, p: Computed, emb: Embedding, summary: Summary) -> _Write:
         summary.embedded += 1
         tags = self.tagger.tag(emb)
         photo_id = self.catalog.upsert_photo(
             job.root_id, job.relpath, size=p.size, mtime_ns=p.mtime_ns, content_hash=p.hash,
-            width=decoded.width, height=decoded.height, taken_at=decoded.taken_at,
+            width=p.width, height=p.height, taken_at=p.taken_at,
         )  # fmt: skip
-        facts = decoded.facts
+        facts = p.facts
         self.catalog.set_facts(
             photo_id, taken_at=facts.taken_at, camera=facts.camera, has_gps=facts.has_gps,
             mtime_ns=p.mtime_ns,

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from phototag.catalog import Run
     from phototag.detection import Detection
     from phototag.duplicates import Group
+    from phototag.engines import Engine
     from phototag.events import Event, Summary
     from phototag.indexer import Indexer
     from phototag.models import ModelSpec
@@ -215,34 +216,37 @@ class Library:
         on_progress: Callable[[int], None] | None = None,
         on_plan: Callable[[int], None] | None = None,
         command: str = "index",
+        engine: str = "local",
+        address: str | None = None,
     ) -> Iterator[Indexer]:
+        """An indexer whose embeddings come from ``engine`` (``address``: its cluster)."""
         from phototag.indexer import Indexer
 
-        self.plugins_check()
+        engine_cls = self.plugins_check(engine)
         with self.open_writer(write, dry_run=dry_run) as writer:
+            runner = engine_cls(address=address)
             indexer = Indexer(
                 self.catalog, self.model, self._indexing_backend, self.tagger, writer=writer,
                 on_event=on_event, on_progress=on_progress, on_plan=on_plan, dry_run=dry_run,
-                command=command,
+                command=command, engine=runner, backend_name=self.backend_name,
             )  # fmt: skip
             try:
                 yield indexer
             finally:
                 indexer.finish()
+                runner.close()
 
     def _indexing_backend(self) -> Backend:
-        """For the indexer's workers: single-threaded inference per worker where the backend
-        takes concurrent calls (no shared thread pool stalling on busy cores)."""
-        from phototag import plugins
+        from phototag.engines import make_backend
 
-        cls = plugins.get_backend(self.backend_name)
-        return cls(self.model, threads=1) if cls.concurrent else cls(self.model)
+        return make_backend(self.backend_name, self.model)
 
-    def plugins_check(self) -> None:
-        """Fail before any work if the chosen backend is not installed."""
+    def plugins_check(self, engine: str = "local") -> type[Engine]:
+        """Fail before any work if the chosen backend or engine is not installed."""
         from phototag import plugins
 
         plugins.get_backend(self.backend_name)
+        return plugins.get_engine(engine)
 
     def index(
         self,
@@ -253,13 +257,15 @@ class Library:
         on_event: Callable[[Event], None] | None = None,
         on_plan: Callable[[int], None] | None = None,
         on_progress: Callable[[int], None] | None = None,
+        engine: str = "local",
+        address: str | None = None,
     ) -> Summary:
         for path in paths:
             if not os.path.lexists(path):
                 raise PhototagError(f"cannot index {path}: no such file or folder")
         with self.catalog.indexing_lock(on_wait=self._wait_notice(on_event)), self.indexer(
             write=write, dry_run=dry_run, on_event=on_event, on_progress=on_progress,
-            on_plan=on_plan,
+            on_plan=on_plan, engine=engine, address=address,
         ) as indexer:  # fmt: skip
             summary = indexer.index(paths)
         if not dry_run:

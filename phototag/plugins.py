@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from phototag import hookspecs
-from phototag.errors import UnknownBackend
+from phototag.errors import UnknownBackend, UnknownEngine
 
 if TYPE_CHECKING:
     from phototag.backends import Backend
+    from phototag.engines import Engine
 
 GROUP = "phototag"
 
@@ -66,6 +67,19 @@ def get_backend(name: str) -> type[Backend]:
         if name == "tensorflow":
             hint = " (install it with: pip install 'phototag[tensorflow]')"
         raise UnknownBackend(f"unknown backend '{name}'{hint}; available: {known}")
+    return available[name]
+
+
+def engines() -> dict[str, type[Engine]]:
+    load_plugins()
+    return _collect(pm.hook.register_engines)
+
+
+def get_engine(name: str) -> type[Engine]:
+    available = engines()
+    if name not in available:
+        known = ", ".join(sorted(available)) or "none loaded"
+        raise UnknownEngine(f"unknown engine '{name}'; available: {known}")
     return available[name]
 
 

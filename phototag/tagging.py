@@ -331,8 +331,13 @@ class Tagger:
             breadth = entry.breadth if entry else 0.0
             ranked.append((prob * (1 - BREADTH_PENALTY * breadth), word, prob))
         ranked.sort(key=lambda r: (-r[0], len(r[1]), r[1]))
+        # the likeliest words are kept; they are shown in the order of how likely each is
+        # what the photo is of (right, and a main subject): tower before sky
+        chosen = ranked[: self.max_count]
+        main_rate = self.calibration.main_rate
+        chosen.sort(key=lambda r: (-r[0] * main_rate(r[1]), len(r[1]), r[1]))
         tags = []
-        for _, word, prob in ranked[: self.max_count]:
+        for _, word, prob in chosen:
             entry = self._entry_of.get(word)
             hierarchy = self.hierarchies.get(word) or (
                 self._best_path(self._paths(entry), p) if entry else word

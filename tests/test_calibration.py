@@ -60,3 +60,31 @@ def test_round_trip_and_exclusions(tmp_path: Path) -> None:
     assert back.writable("person", 0.62) and not back.writable("person", 0.58)
     assert not back.writable("parachute", 0.99)
     assert back.list_threshold < back.threshold("person")  # the catalog lists more
+
+
+def test_a_stack_gives_a_stage_that_says_nothing_no_weight(tmp_path: Path) -> None:
+    """The taxonomy proposes "sky" for every photo with a score unrelated to it: its own
+    map would list sky everywhere at the base rate; the stack learns to ignore it."""
+    from phototag.calibration import Stack, fit_logistic
+
+    rng = np.random.default_rng(1)
+    truth = rng.random(400) < 0.3
+    head = np.where(truth, rng.normal(0.45, 0.08, 400), rng.normal(0.05, 0.08, 400))
+    noise = rng.uniform(0.0, 0.1, 400)
+    base = fit_platt(noise, truth)
+    assert base(0.05) == pytest.approx(truth.mean(), abs=0.05)  # the base rate, everywhere
+    theta = fit_logistic(np.stack([head, noise], axis=1), truth, centre=np.array([10.0, 0.0, -4.0]),
+                         strength=4.0)  # fmt: skip
+    stack = Stack({"head": float(theta[0]), "taxonomy": float(theta[1])}, float(theta[2]))
+    cal = Calibration(maps={("taxonomy", "sky"): base}, stacks={"sky": stack},
+                      defaults={"head": Platt(10, -4), "taxonomy": Platt(5, -2)})  # fmt: skip
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps(cal.as_json()))
+    back = Calibration.load(path)
+    cup = back.combine({("head", "sky"): -0.04, ("taxonomy", "sky"): 0.05})["sky"]
+    beach = back.combine({("head", "sky"): 0.5, ("taxonomy", "sky"): 0.05})["sky"]
+    assert cup < base(0.05) / 2 and beach > 0.9  # the stage's map alone: 0.3 for both
+    assert abs(stack.weights["taxonomy"]) < stack.weights["head"] / 5
+    # a word without a stack still takes its best stage
+    assert back.combine({("taxonomy", "cup"): 0.9})["cup"] == pytest.approx(Platt(5, -2)(0.9))
+

@@ -79,7 +79,8 @@ def test_grid_on_the_command_line(tmp_path: Path, photos: Path) -> None:
     assert code == 2 and "both want stdout" in err
     code, out, err = run_cli("--backend", "fake", "tags", str(photos / "chelsea.png"), "--grid",
                              str(tmp_path / "tags.jpg"), catalog=catalog)  # fmt: skip
-    assert code == 0 and Image.open(tmp_path / "tags.jpg").format == "JPEG" and out
+    assert code == 0 and Image.open(tmp_path / "tags.jpg").format == "JPEG"
+    assert out or "no word is likely enough" in err  # the fake backend's tags are noise
     done = subprocess.run(
         [sys.executable, "-m", "phototag", "--catalog", str(catalog), "find", "--word", "cat",
          "-n", "4", "--grid", "-"], capture_output=True, env=env_for_subprocess(),

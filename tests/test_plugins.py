@@ -141,6 +141,53 @@ def test_hook_register_writers() -> None:
     assert plugins.writers()["exiftool"] is writers.open_writer
 
 
+def test_hook_register_engines() -> None:
+    from phototag import engines, plugins
+
+    # both built-in engines come through their entry points; ray's registers without Ray
+    assert plugins.get_engine("local") is engines.LocalEngine
+    assert plugins.engines()["ray"].__module__ == "phototag_ray.engine"
+
+
+def test_an_engine_plugin_does_the_embedding_and_the_driver_the_rest(
+    photos: Path, tmp_path: Path
+) -> None:
+    """An engine's results are what the catalog stores: the echo engine's error per photo."""
+    from phototag.engines import Computed, Engine
+    from phototag.hookspecs import hookimpl
+    from phototag.plugins import pm
+    from tests.conftest import run_cli
+
+    class Echo(Engine):
+        name = "echo"
+
+        def compute(self, paths, work):  # type: ignore[no-untyped-def]
+            for i in range(len(paths)):
+                yield [(i, Computed(size=1, mtime_ns=1, error=f"echoed {i}"))]
+
+    class EchoPlugin:
+        @hookimpl
+        def register_engines(self, register):  # type: ignore[no-untyped-def]
+            register("echo", Echo)
+
+    pm.register(EchoPlugin(), name="test-engines")
+    try:
+        code, _out, err = run_cli(
+            "--backend", "fake", "index", "--no-write", "--engine", "echo", str(photos),
+            catalog=tmp_path / "c.db",
+        )  # fmt: skip
+    finally:
+        pm.unregister(name="test-engines")
+    assert code == 0
+    lines = err.strip().splitlines()
+    assert len(lines) == len(list(photos.iterdir()))
+    assert all(line.startswith("skipping ") and ": echoed " in line for line in lines)
+    code, _out, err = run_cli("index", "--engine", "nope", str(photos), catalog=tmp_path / "c.db")
+    assert code == 2 and err.strip() == "error: unknown engine 'nope'; available: local, ray"
+    code, _out, err = run_cli("index", "--ray-address", "auto", str(photos))
+    assert code == 2 and "needs --engine ray" in err and "Traceback" not in err
+
+
 def test_hook_register_commands() -> None:
     import click
 
@@ -171,3 +218,16 @@ def test_every_command_has_help() -> None:
         assert command.help, name
         result = CliRunner().invoke(cli, [name, "--help"])
         assert result.exit_code == 0, name
+
+
+def test_engine_ray_without_ray_says_how_to_get_it(tmp_path: Path, photos: Path) -> None:
+    """Ray made unimportable (a module that fails as a missing one does): one line, exit 2."""
+    stub = tmp_path / "no-ray"
+    stub.mkdir()
+    (stub / "ray.py").write_text("raise ModuleNotFoundError(\"No module named 'ray'\")\n")
+    done = phototag(
+        stub, "--catalog", str(tmp_path / "c.db"), "index", "--engine", "ray", "--no-write",
+        str(photos),
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == "error: engine ray needs ray: pip install 'phototag[ray]'\n"

@@ -95,3 +95,21 @@ def test_index_writes_the_confident_words_and_lists_the_rest(tmp_path: Path) -> 
         written_somewhere |= bool(expected)
         assert len(listed) >= len(expected)
     assert written_somewhere  # the real model is sure of some words on these photos
+
+
+def test_listed_words_are_shown_main_subject_first(tagged: dict[str, tuple]) -> None:
+    """The likeliest words are kept, then shown by how likely each is what the photo is
+    of: probability times the word's learnt main-subject rate (a tower is usually what a
+    photo is of, the sky rarely)."""
+    emb, tags, tagger = tagged["astronaut.png"]
+    cal = tagger.calibration
+    assert cal.main_rate("tower") > cal.main_rate("sky")
+    keys = [t.score * cal.main_rate(t.tag) for t in tags]
+    assert all(a >= b - 1e-3 for a, b in zip(keys, keys[1:], strict=False))
+    saved = cal.main_rates, cal.default_main_rate
+    cal.main_rates, cal.default_main_rate = {}, 1.0
+    try:
+        plain = tagger.tag(emb)
+    finally:
+        cal.main_rates, cal.default_main_rate = saved
+    assert {t.tag for t in plain} == {t.tag for t in tags}  # the same words, reordered

@@ -47,6 +47,8 @@ from phototag.backends import softmax  # noqa: E402
 from phototag.calibration import (  # noqa: E402
     LIST_PRECISION,
     Calibration,
+    Stack,
+    fit_logistic,
     fit_platt,
     fit_threshold,
 )
@@ -71,6 +73,12 @@ EVIDENCE_SCALE = 3.0
 CONSE_WEIGHT = 0.5
 #: per-word Platt maps are pulled towards their stage's pooled map by this many pseudo-photos
 PRIOR_STRENGTH = 4.0
+#: a word is stacked when at least this many tuning photos show it (else its best stage)
+STACK_MIN_PHOTOS = 25
+#: pseudo-photos pulling a word's main-subject rate towards the mean word's
+MAIN_PRIOR = 4.0
+#: the listing floors ``--dev`` reports figures for
+DEV_FLOORS = (0.2, 0.25, 0.3)
 #: words that describe a photo's look or setting, not what it shows: never head words
 NOT_SUBJECTS = {
     "outdoor", "indoor", "outdoors", "indoors", "daytime", "day", "closeup", "close-up",
@@ -156,6 +164,16 @@ def accepted(lab: Labelled) -> set[str]:
     people write keeps such words out."""
     words = set(lab.words)
     return words | {SYNONYMS[w] for w in words if w in SYNONYMS}
+
+
+def main_words(lab: Labelled) -> set[str]:
+    """The photo's main subjects as written, with their plain synonyms; a photo of a woman
+    or a portrait is a photo of a person (the people words' paths, ``PEOPLE_PATHS``)."""
+    words = set(lab.main) | {SYNONYMS[w] for w in lab.main if w in SYNONYMS}
+    for word in list(words):
+        if word in PEOPLE_PATHS:
+            words.update(PEOPLE_PATHS[word].split("|"))
+    return words
 
 
 def everyday_words() -> set[str]:
@@ -263,7 +281,11 @@ def embedding_of(p: PhotoFeatures, spec: ModelSpec) -> Embedding:
 
 
 def calibrate(
-    tagger: Tagger, embs: list[Embedding], projections: np.ndarray, truths: list[set[str]]
+    tagger: Tagger,
+    embs: list[Embedding],
+    projections: np.ndarray,
+    truths: list[set[str]],
+    mains: list[set[str]],
 ) -> Calibration:
     raws = [tagger.candidates(e, projection=projections[i]) for i, e in enumerate(embs)]
     by_pair: dict[tuple[str, str], list[tuple[int, float]]] = {}
@@ -292,7 +314,9 @@ def calibrate(
         cal.maps[(stage, word)] = fit_platt(
             xs, ys, prior=cal.defaults[stage], strength=PRIOR_STRENGTH
         )
+    fit_stacks(cal, raws, truths)
     probs = [cal.combine(raw) for raw in raws]
+    fit_main_rates(cal, mains, truths)
     words = sorted({w for p in probs for w in p})
     for word in words:
         ps = [p.get(word, 0.0) for p in probs]
@@ -314,6 +338,47 @@ def calibrate(
     pooled_y = [w in truths[i] for i, _p in enumerate(probs) for w in cal.thresholds]
     cal.default_threshold = max(fit_threshold(pooled_p, pooled_y) or 0.9, 0.8)
     return cal
+
+
+def fit_main_rates(cal: Calibration, mains: list[set[str]], truths: list[set[str]]) -> None:
+    """Per word: of the tuning photos it is true of, the share it is a main subject of,
+    smoothed towards the mean word's share by ``MAIN_PRIOR`` pseudo-photos. Words never
+    labelled get that mean."""
+    true_n = Counter(w for t in truths for w in t)
+    main_n = Counter(w for m in mains for w in m)
+    raw = {w: main_n[w] / n for w, n in true_n.items()}
+    mean = float(np.mean(list(raw.values()))) if raw else 1.0
+    cal.default_main_rate = mean
+    cal.main_rates = {
+        w: (main_n[w] + MAIN_PRIOR * mean) / (n + MAIN_PRIOR) for w, n in true_n.items()
+    }
+
+
+def fit_stacks(
+    cal: Calibration, raws: list[dict[tuple[str, str], float]], truths: list[set[str]]
+) -> None:
+    """Per word shown on some photo: a logistic regression over the raw scores of all the
+    stages that propose it (0 where a stage is silent), so a stage that proposes ``sky`` for
+    every photo gets the weight the photos give it, not ``sky``'s base rate. Pulled towards
+    the stages' pooled maps, shared out, by ``PRIOR_STRENGTH`` pseudo-photos."""
+    evidence = [cal.evidence(raw) for raw in raws]
+    stages_of: dict[str, set[str]] = {}
+    for ev in evidence:
+        for word, stages in ev.items():
+            stages_of.setdefault(word, set()).update(stages)
+    for word, stages in sorted(stages_of.items()):
+        ys = [word in truth for truth in truths]
+        if sum(ys) < STACK_MIN_PHOTOS:
+            continue
+        order = sorted(stages)
+        x = np.array([[ev.get(word, {}).get(s, 0.0) for s in order] for ev in evidence])
+        centre = np.array(
+            [cal.defaults[s].slope / len(order) for s in order]
+            + [float(np.mean([cal.defaults[s].bias for s in order]))]
+        )
+        theta = fit_logistic(x, ys, centre=centre, strength=PRIOR_STRENGTH)
+        cal.stacks[word] = Stack(dict(zip(order, map(float, theta[:-1]), strict=True)),
+                                 float(theta[-1]))  # fmt: skip
 
 
 # ------------------------------------------------------------------------ hierarchy
@@ -345,6 +410,60 @@ def hierarchies(words: list[str], tagger: Tagger, wordnet: Path) -> dict[str, st
     return out
 
 
+# ------------------------------------------------------------------------ settings
+
+
+def in_dev(key: str) -> bool:
+    """A fixed quarter of the tuning photos (a hash of the key, independent of the split's)."""
+    import hashlib
+
+    return hashlib.blake2b(key.encode(), digest_size=4).digest()[1] % 4 == 0
+
+
+def report_dev(
+    tagger: Tagger,
+    head: DeviseHead,
+    feats: list[PhotoFeatures],
+    dev: list[Labelled],
+    spec: ModelSpec,
+    *,
+    label: str = "",
+    verbose: bool = False,
+) -> None:
+    """bench/quality.py's tag figures on the held-out tuning photos."""
+    hits = right = shown = w_right = w_all = person_hits = person_n = 0
+    for p, lab in zip(feats, dev, strict=True):
+        emb = embedding_of(p, spec)
+        emb.projection = head.project(p.features[:1], p.evidence[:1])[0]
+        tags = tagger.tag(emb)
+        top = [t.tag for t in tags[:5]]
+        ok = accepted(lab)
+        hits += any(t in lab.main for t in top)
+        if verbose and not any(t in lab.main for t in top):
+            comb = tagger.calibration.combine(tagger.candidates(emb))
+            print(
+                f"    miss {lab.key[:48]:48s} main={'/'.join(lab.main)}: "
+                + ", ".join(f"{t.tag} {t.score:.2f}" for t in tags[:5])
+                + " | "
+                + ", ".join(f"{m} {comb[m]:.2f}" for m in lab.main if m in comb)
+            )
+        right += sum(t in ok for t in top)
+        shown += len(top)
+        written = [t.tag for t in tagger.writable(tags)]
+        w_right += sum(t in ok for t in written)
+        w_all += len(written)
+        if {"person", "people", "man", "woman", "child", "portrait"} & set(lab.main):
+            person_n += 1
+            person_hits += bool({"person", "people"} & {t.tag for t in tags[:3]})
+    n = max(len(dev), 1)
+    print(
+        f"dev ({len(dev)} photos, {label}): hit@5 {hits / n:.3f}"
+        f"  precision@5 {right / max(shown, 1):.3f}"
+        f"  written precision {w_right / max(w_all, 1):.3f} ({w_all / n:.2f} per photo)"
+        f"  person top-3 {person_hits / max(person_n, 1):.3f} of {person_n}"
+    )
+
+
 # ------------------------------------------------------------------------ main
 
 
@@ -355,11 +474,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT_DIR)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--wordnet", type=Path, default=Path("/usr/share/wordnet"))
+    parser.add_argument(
+        "--dev", action="store_true",
+        help="hold a quarter of the tuning photos out, build on the rest and report tag "
+        "figures on them (for choosing settings without touching the eval split); writes nothing",
+    )  # fmt: skip
+    parser.add_argument("--verbose", "-v", action="store_true", help="with --dev: the misses")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     spec = load_model("devise-lite0")
     items = load_labelled(args.photos)
-    print(f"{len(items)} tuning photos", flush=True)
+    dev: list[Labelled] = []
+    if args.dev:
+        dev = [it for it in items if in_dev(it.key)]
+        items = [it for it in items if not in_dev(it.key)]
+    print(f"{len(items)} tuning photos" + (f", {len(dev)} held out" if dev else ""), flush=True)
     extractor = FeatureExtractor(spec, args.cache)
     feats = [extractor.extract(it.path) for it in items]
     print(f"features in {time.perf_counter() - started:.0f} s", flush=True)
@@ -394,13 +523,24 @@ def main(argv: list[str] | None = None) -> int:
     tagger.object_words = OBJECT_WORDS
     truths = [accepted(it) for it in items]
     embs = [embedding_of(p, spec) for p in feats]
-    calibration = calibrate(tagger, embs, projections, truths)
+    mains = [main_words(it) for it in items]
+    calibration = calibrate(tagger, embs, projections, truths, mains)
     print(
         f"calibrated: {len(calibration.thresholds)} words with thresholds, "
         f"{len(calibration.dropped)} dropped, default threshold "
         f"{calibration.default_threshold:.2f}",
         flush=True,
     )
+    if args.dev:
+        tagger.calibration = calibration
+        dev_feats = [extractor.extract(it.path) for it in dev]
+        cal_floor = calibration.list_threshold
+        for floor in DEV_FLOORS:
+            calibration.list_threshold = floor
+            report_dev(tagger, head, dev_feats, dev, spec, label=f"listed from {floor:.2f}",
+                       verbose=args.verbose and floor == cal_floor)  # fmt: skip
+        calibration.list_threshold = cal_floor
+        return 0
     tag_words = sorted(set(words) | set(OBJECT_WORDS.values()) | set(spec.detector.classes))
     paths = hierarchies(tag_words, tagger, args.wordnet)
     write_model(args.out, spec, head, calibration, words, paths)
@@ -409,7 +549,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_model(
-    out: Path, spec: ModelSpec, head: DeviseHead, cal: Calibration, words: list[str],
+    out: Path,
+    spec: ModelSpec,
+    head: DeviseHead,
+    cal: Calibration,
+    words: list[str],
     paths: dict[str, str],
 ) -> None:
     np.savez(
