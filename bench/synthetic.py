@@ -52,3 +52,55 @@ def fill_catalog(
                     source=MACHINE, model=model,
                 )  # fmt: skip
     return cat
+
+
+def spectral(n: int, dim: int, *, decay: float = 1.0, seed: int = 0, chunk: int = 10_000):
+    """Unit vectors in chunks whose covariance spectrum falls as ``rank ** -decay``: CNN
+    features are like this (a few hundred directions hold most of the variance), unlike
+    isotropic noise, which no projection can shrink. The axes are the principal directions
+    (a rotation would cost a 1280 x 1280 product per chunk and change nothing for PCA or for
+    Annoy's random hyperplanes). Yields float32 [<=chunk, dim]."""
+    rng = np.random.default_rng(seed)
+    scale = (np.arange(1, dim + 1, dtype=np.float64) ** (-decay / 2)).astype(np.float32)
+    mean = rng.standard_normal(dim).astype(np.float32) * 0.05
+    for start in range(0, n, chunk):
+        x = rng.standard_normal((min(chunk, n - start), dim), dtype=np.float32) * scale
+        x += mean
+        yield x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def fill_bulk(
+    path: Path, n: int, model: str, *, visual_dim: int = 1280, semantic: np.ndarray,
+    decay: float = 1.0,
+) -> Catalog:  # fmt: skip
+    """Like ``fill_catalog`` (same paths, tags and dates) but in bulk statements, for
+    catalogs of a million photos; visual vectors come from ``spectral``."""
+    cat = Catalog(path)
+    root_id, _, _ = cat.root_for(Path("/bench-photos"))
+    words = ["cat", "dog", "bed", "sofa", "chair", "car", "tree", "beach", "cup", "lamp"]
+    conn = cat.conn
+    start = 0
+    for visual in spectral(n, visual_dim, decay=decay, seed=1, chunk=20_000):
+        ids = range(start + 1, start + 1 + len(visual))
+        photos, vectors, tags = [], [], []
+        for row, pid in enumerate(ids):
+            i = pid - 1
+            year, day = 2015 + i % 10, (i // 10) % 365
+            date = f"{year}-{1 + day // 31 % 12:02d}-{1 + day % 28:02d}T12:00:00"
+            photos.append((pid, root_id, f"{i // 1000:03d}/IMG_{i:06d}.jpg", 1000 + i, i,
+                           f"{i:032x}", date))  # fmt: skip
+            vectors.append((pid, model, pid, visual[row].astype("<f2").tobytes(),
+                            semantic[i % len(semantic)].astype("<f4").tobytes()))  # fmt: skip
+            tags.append((pid, words[i % 10], 0.8, MACHINE, model, ""))
+            if (i * 7) % 10 != i % 10:
+                tags.append((pid, words[(i * 7) % 10], 0.3, MACHINE, model, ""))
+        with cat.batch():
+            conn.executemany(
+                "insert into photos (id, root_id, relpath, size, mtime_ns, hash, status, "
+                "indexed_at, photo_date, has_gps) values (?, ?, ?, ?, ?, ?, 'ok', 0, ?, 0)",
+                photos,
+            )
+            conn.executemany("insert into vectors values (?, ?, ?, ?, ?)", vectors)
+            conn.executemany("insert into tags values (?, ?, ?, ?, ?, ?)", tags)
+        start += len(visual)
+    return cat

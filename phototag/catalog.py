@@ -21,10 +21,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from phototag.errors import CatalogError
 from phototag.types import Tag
+from phototag.vectorstore import VectorStore
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -184,10 +183,37 @@ def m012_tombstone_age(db: sqlite_utils.Database) -> None:
     db.execute("update photos set missing_at = indexed_at where status = 'missing'")
 
 
+def m013_projections(db: sqlite_utils.Database) -> None:
+    """Fitted projections of a vector space (PCA of the library's visual vectors): the
+    search index is built in the reduced space; each index file names the one it used."""
+    db.execute(
+        """
+        create table projections (
+            id integer primary key,
+            model text not null,
+            space text not null,
+            dim integer not null,
+            components blob not null,
+            fitted_on integer not null,
+            fitted_at real not null
+        )"""
+    )
+    db.execute("create index projections_model on projections(model, space)")
+
+
+def m014_tags_by_score(db: sqlite_utils.Database) -> None:
+    """A word's photos best first, straight from an index: ``find`` asks for the top few
+    hundred of a word that may tag a fifth of a million-photo library."""
+    db.execute(
+        "create index tags_tag_score on tags(tag collate nocase, coalesce(score, 1.0) desc, "
+        "photo_id)"
+    )
+
+
 #: Append-only: a migration that has shipped is never edited, only followed by a new one.
 MIGRATIONS = [
     m001_initial, m002_objects, m005_photo_facts, m010_write_state, m011_runs_journal,
-    m012_tombstone_age,
+    m012_tombstone_age, m013_projections, m014_tags_by_score,
 ]
 #: tombstones older than this are forgotten (a move found later re-embeds instead)
 TOMBSTONE_DAYS = 30.0
@@ -304,12 +330,8 @@ def describe(exc: BaseException) -> str:
     return text
 
 
-def _blob(vector: np.ndarray, dtype: str) -> bytes:
-    return np.asarray(vector, dtype=dtype).tobytes()
-
-
-class Catalog:
-    """All SQL lives here; callers see Photos, Tags and numpy arrays."""
+class Catalog(VectorStore):
+    """All SQL lives here (vectors in ``vectorstore``); callers see Photos, Tags and vectors."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -886,7 +908,7 @@ class Catalog:
             marks = ",".join("?" * len(words))
             where.append(
                 f"exists (select 1 from tags t where t.photo_id = p.id "
-                f"and lower(t.tag) in ({marks}))"
+                f"and t.tag collate nocase in ({marks}))"
             )
             params += words
         sql = f"select p.id from photos p where {' and '.join(where)}"
@@ -905,105 +927,6 @@ class Catalog:
             if keep is None or pid in keep:
                 groups.setdefault(content_hash, []).append(int(pid))
         return [g for g in groups.values() if len(g) > 1]
-
-    # -- vectors ------------------------------------------------------------------------------
-
-    def _next_seq(self) -> int:
-        row = self.conn.execute("select coalesce(max(seq), 0) + 1 from vectors").fetchone()
-        return int(row[0])
-
-    def set_vectors(
-        self, photo_id: int, model: str, visual: np.ndarray, semantic: np.ndarray
-    ) -> None:
-        self.conn.execute(
-            "insert or replace into vectors (photo_id, model, seq, visual, semantic) "
-            "values (?, ?, ?, ?, ?)",
-            [photo_id, model, self._next_seq(), _blob(visual, "<f2"), _blob(semantic, "<f4")],
-        )
-
-    def vectors(
-        self, model: str, space: str, *, since_seq: int = 0
-    ) -> tuple[np.ndarray, np.ndarray, int]:
-        """(photo ids, matrix, max seq) of present photos' vectors for ``model`` in ``space``."""
-        column, dtype = {"visual": ("visual", "<f2"), "semantic": ("semantic", "<f4")}[space]
-        rows = self.conn.execute(
-            f"select v.photo_id, v.seq, v.{column} from vectors v indexed by vectors_seq "
-            "join photos p on p.id = v.photo_id "
-            "where v.seq > ? and v.model = ? and p.status = 'ok'",
-            [since_seq, model],
-        ).fetchall()
-        rows.sort(key=lambda r: r[0])
-        if not rows:
-            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32), since_seq
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        matrix = np.stack([np.frombuffer(r[2], dtype=dtype) for r in rows]).astype(np.float32)
-        return ids, matrix, max(r[1] for r in rows)
-
-    def vector_chunks(
-        self, model: str, space: str, *, size: int = 4096
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(photo ids, float32 matrix) of present photos' vectors, ``size`` rows at a time
-        (100,000 visual vectors as one float32 matrix would take 500 MB)."""
-        column, dtype = {"visual": ("visual", "<f2"), "semantic": ("semantic", "<f4")}[space]
-        cursor = self.conn.execute(
-            f"select v.photo_id, v.{column} from vectors v join photos p on p.id = v.photo_id "
-            "where v.model = ? and p.status = 'ok' order by v.photo_id",
-            [model],
-        )
-        while rows := cursor.fetchmany(size):
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            yield ids, np.stack([np.frombuffer(r[1], dtype=dtype) for r in rows]).astype(
-                np.float32
-            )
-
-    def vectors_of(
-        self, photo_ids: Sequence[int], model: str, space: str
-    ) -> tuple[list[int], np.ndarray]:
-        """Vectors of these photos (those that have one), in the order given."""
-        column, dtype = {"visual": ("visual", "<f2"), "semantic": ("semantic", "<f4")}[space]
-        found: dict[int, np.ndarray] = {}
-        for start in range(0, len(photo_ids), 500):
-            chunk = list(photo_ids[start : start + 500])
-            marks = ",".join("?" * len(chunk))
-            for pid, blob in self.conn.execute(
-                f"select photo_id, {column} from vectors where model = ? and photo_id in ({marks})",
-                [model, *chunk],
-            ):
-                found[pid] = np.frombuffer(blob, dtype=dtype).astype(np.float32)
-        ids = [pid for pid in photo_ids if pid in found]
-        matrix = np.stack([found[pid] for pid in ids]) if ids else np.zeros((0, 0), np.float32)
-        return ids, matrix
-
-    def vector_of(self, photo_id: int, model: str, space: str) -> np.ndarray | None:
-        column, dtype = {"visual": ("visual", "<f2"), "semantic": ("semantic", "<f4")}[space]
-        row = self.conn.execute(
-            f"select {column} from vectors where photo_id = ? and model = ?", [photo_id, model]
-        ).fetchone()
-        return None if row is None else np.frombuffer(row[0], dtype=dtype).astype(np.float32)
-
-    def vector_count(self, model: str) -> int:
-        """Present photos with vectors for ``model``."""
-        row = self.conn.execute(
-            "select count(*) from vectors v join photos p on p.id = v.photo_id "
-            "where v.model = ? and p.status = 'ok'",
-            [model],
-        ).fetchone()
-        return int(row[0])
-
-    def max_seq(self, model: str) -> int:
-        row = self.conn.execute(
-            "select coalesce(max(seq), 0) from vectors where model = ?", [model]
-        ).fetchone()
-        return int(row[0])
-
-    def state_token(self, model: str) -> str:
-        """Changes whenever the set of searchable vectors changes (for the Annoy build)."""
-        row = self.conn.execute(
-            "select count(*), coalesce(max(v.seq), 0), coalesce(sum(p.id), 0) from vectors v "
-            "join photos p on p.id = v.photo_id where v.model = ? and p.status = 'ok'",
-            [model],
-        ).fetchone()
-        return f"{row[0]}:{row[1]}:{row[2]}"
 
     # -- tags ---------------------------------------------------------------------------------
 
@@ -1050,19 +973,58 @@ class Catalog:
                 )
         return found
 
-    def photos_tagged(self, words: Iterable[str]) -> dict[int, float]:
-        """Present photos carrying any of ``words`` (case-insensitive): id -> best score."""
+    def photos_tagged(
+        self, words: Iterable[str], *, among: Iterable[int] | None = None
+    ) -> dict[int, float]:
+        """Present photos carrying any of ``words`` (case-insensitive): id -> best score;
+        only those ``among`` these photos, if given (a query's candidates: a word tags a
+        fifth of a million photos, the query scores a few hundred)."""
         words = sorted({w.lower() for w in words})
         if not words:
             return {}
         marks = ",".join("?" * len(words))
-        rows = self.conn.execute(
+        sql = (
             f"select t.photo_id, max(coalesce(t.score, 1.0)) from tags t "
-            f"join photos p on p.id = t.photo_id "
-            f"where lower(t.tag) in ({marks}) and p.status = 'ok' group by t.photo_id",
-            words,
+            f"join photos p on p.id = t.photo_id "  # "collate nocase" uses the tags_tag index
+            f"where t.tag collate nocase in ({marks}) and p.status = 'ok'"
         )
-        return {int(pid): float(score) for pid, score in rows}
+        if among is None:
+            rows = self.conn.execute(f"{sql} group by t.photo_id", words)
+            return {int(pid): float(score) for pid, score in rows}
+        ids = sorted(set(among))
+        found: dict[int, float] = {}
+        # "+t.tag": look the candidates up by photo id, never scan every row of the words
+        sql = sql.replace("where t.tag collate", "where +t.tag collate")
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self.conn.execute(
+                f"{sql} and t.photo_id in ({','.join('?' * len(chunk))}) group by t.photo_id",
+                [*words, *chunk],
+            )
+            found.update((int(pid), float(score)) for pid, score in rows)
+        return found
+
+    def top_tagged(self, words: Iterable[str], limit: int) -> list[int]:
+        """The ``limit`` present photos carrying any of ``words`` with the best scores
+        (ties: lowest id first). Each word's rows come in score order from the
+        ``tags_tag_score`` index, so only the first ``limit`` photos of each are read."""
+        best: dict[int, float] = {}
+        for word in sorted({w.lower() for w in words}):
+            rows = self.conn.execute(
+                "select t.photo_id, coalesce(t.score, 1.0) s from tags t "
+                "indexed by tags_tag_score join photos p on p.id = t.photo_id "
+                "where t.tag = ? collate nocase and p.status = 'ok' "
+                "order by coalesce(t.score, 1.0) desc, t.photo_id",
+                [word],
+            )
+            seen: set[int] = set()  # a photo may carry the word twice (machine and user)
+            for pid, score in rows:
+                if len(seen) >= limit:
+                    break
+                seen.add(pid)
+                if score > best.get(pid, -1.0):
+                    best[pid] = float(score)
+        return sorted(best, key=lambda pid: (-best[pid], pid))[: max(limit, 0)]
 
     def data_version(self) -> tuple[int, int]:
         """Changes whenever the catalog does (another process's commit, or one of ours)."""

@@ -151,10 +151,10 @@ def grid_option(func: Any) -> Any:
 
 def _check_grid(grid: str | None, as_json: bool) -> None:
     """Before any work: a sheet name we can write, and stdout not wanted twice."""
-    from phototag.contactsheet import sheet_format
-
     if grid is None:
         return
+    from phototag.contactsheet import sheet_format  # Pillow: only when a sheet is wanted
+
     sheet_format(grid)
     if grid == "-" and as_json:
         raise BadQuery("--grid - and --json both want stdout: give --grid a file name")

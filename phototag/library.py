@@ -28,7 +28,6 @@ from phototag.errors import (
 from phototag.types import Tag
 
 if TYPE_CHECKING:
-    import numpy as np
 
     from phototag.backends import Backend
     from phototag.catalog import Run
@@ -369,17 +368,20 @@ class Library:
             return None
         return row if unchanged(row, st) else None
 
-    def _visual_vector(self, image: Path) -> tuple[np.ndarray, set[int]]:
+    def _visual_vector(self, image: Path) -> tuple[Sequence[float], set[int]]:
+        """A photo's visual vector: stored (read without numpy), else embedded now."""
+        from phototag.vecmath import floats
+
         row = self._current_row(image)
         if row is not None:
-            vector = self.catalog.vector_of(row.id, self.model.name, "visual")
-            if vector is not None:
-                return vector, {row.id}
+            blob = self.catalog.vector_blob(row.id, self.model.name, "visual")
+            if blob is not None:
+                return floats(blob, "<f2"), {row.id}
         embedding, content_hash = self.embed_file(image)
         same = {
             p.id for p in self.catalog.with_hash(content_hash, self.model.name)
         }  # the query photo itself, wherever it is catalogued
-        return embedding.visual, same
+        return embedding.visual.tolist(), same
 
     def embed_file(self, image: Path) -> tuple[Any, str]:
         from phototag.files import os_reason, read_file
@@ -498,10 +500,12 @@ class Library:
     def similar_to(self, photo_id: int, *, limit: int = 20) -> list[Hit]:
         """Photos most like a catalogued one, from its stored vector (none without one)."""
         from phototag.search import VectorIndex
+        from phototag.vecmath import floats
 
-        vector = self.catalog.vector_of(photo_id, self.model.name, "visual")
-        if vector is None:
+        blob = self.catalog.vector_blob(photo_id, self.model.name, "visual")
+        if blob is None:
             return []
+        vector = floats(blob, "<f2")
         index = VectorIndex(self.catalog, self.model.name, "visual")
         return self._hits(index.query(vector, limit, exclude={photo_id}))
 

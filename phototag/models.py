@@ -15,11 +15,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from phototag.errors import ModelError
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from phototag.detection import DetectorSpec
     from phototag.devise import DeviseHead
 
@@ -102,6 +102,8 @@ class ModelSpec:
 
     @cached_property
     def _class_vectors(self) -> np.ndarray:
+        import numpy as np
+
         path = self.file("semantic_head.class_vectors", "class_vectors.npy")
         try:
             return np.load(path, mmap_mode="r")
@@ -141,6 +143,8 @@ class ModelSpec:
     def project(self, features: np.ndarray, evidence: np.ndarray | None) -> np.ndarray | None:
         """[N, D] the DeViSE head's points; None without a head, or for a backend whose
         features it was not trained on (another width)."""
+        import numpy as np
+
         head = self.devise_head
         if head is None or np.shape(features)[-1] != head.mean.shape[0]:
             return None
@@ -154,6 +158,8 @@ class ModelSpec:
         With a trained head the semantic vector is its point blended with the ConSE vector
         (``conse_weight``), which keeps fine-grained ImageNet words near; without one it is
         the ConSE vector alone."""
+        import numpy as np
+
         conse = self.semantic_from_probs(probs)
         projected = self.project(features, evidence)
         if projected is None:
@@ -166,6 +172,8 @@ class ModelSpec:
     def semantic_from_probs(self, probs: np.ndarray) -> np.ndarray:
         """ConSE (Norouzi et al. 2014): the probability-weighted mean of the word vectors of
         the top-T classes, L2-normalised. [N, C] -> [N, D]."""
+        import numpy as np
+
         head = self.manifest.get("semantic_head", {})
         kind = head.get("kind", "conse")
         if kind not in ("conse", "devise"):

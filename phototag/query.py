@@ -9,6 +9,10 @@ terms' scores, less the ``--not`` penalties, so a perfect match on every term sc
 Filters never lose results: the catalog selects the photos that pass them (SQL, with an index
 for dates); when that set is small enough it is scored exactly, vector by vector, and otherwise
 the Annoy indexes are asked for ever more neighbours until enough of them pass.
+
+Tags are asked for only where needed (the best-scored photos of each word, and the candidates'
+tags): a word can tag a fifth of a million-photo library. Scoring is pure Python up to a few
+thousand photos (``vecmath``), so a cold query never imports numpy unless it must.
 """
 
 from __future__ import annotations
@@ -20,10 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from phototag.errors import BadQuery
 from phototag.tagging import REWARD
+from phototag.vecmath import Rows, Vector, add, unit
 
 if TYPE_CHECKING:
     from phototag.catalog import Catalog
@@ -120,9 +123,12 @@ class Scored:
 @dataclass
 class _Word:
     text: str
-    vector: np.ndarray
-    hyponyms: set[str]
-    tagged: dict[int, float]  # photo id -> best matching tag score
+    vector: list[float]
+    groups: list[set[str]]  # per taggable term of the phrase, the tag words that match it
+
+    @property
+    def hyponyms(self) -> set[str]:
+        return set().union(*self.groups)
 
 
 class QueryEngine:
@@ -134,7 +140,7 @@ class QueryEngine:
         model: str,
         tagger: Tagger,
         words: Callable[[], WordVectors],
-        visual_vector: Callable[[Path], tuple[np.ndarray, set[int]]],
+        visual_vector: Callable[[Path], tuple[Vector, set[int]]],
     ) -> None:
         self.catalog = catalog
         self.model = model
@@ -179,20 +185,19 @@ class QueryEngine:
     def run(self, query: Query) -> list[Scored]:
         words = [self._word(w) for w in query.words]
         nots = [self._word(w) for w in query.nots]
-        likes: list[tuple[str, np.ndarray]] = []
+        likes: list[tuple[str, list[float]]] = []
         exclude: set[int] = set()
         for image in query.like:
             vector, itself = self._visual_vector(Path(image))
-            likes.append((str(Path(os.path.abspath(image))), _unit(vector)))
+            likes.append((str(Path(os.path.abspath(image))), unit(vector)))
             exclude |= itself
-        banned = exclude.union(*(set(n.tagged) for n in nots))
         allowed = self.allowed(query.filters)
         spaces = {"semantic"} if words or nots else set()
         spaces |= {"visual"} if likes else set()
         if allowed is not None and len(allowed) <= min(EXACT_LIMIT[s] for s in spaces):
-            candidates = allowed - banned
+            candidates = self._unbanned(allowed - exclude, nots)
         else:
-            candidates = self._nearest(query.limit, words, likes, banned, allowed)
+            candidates = self._nearest(query.limit, words, likes, exclude, nots, allowed)
         return self._score(sorted(candidates), words, nots, likes, query)
 
     def hyponyms(self, query: Query) -> set[str]:
@@ -200,107 +205,137 @@ class QueryEngine:
         return set().union(*(self.tag_words(w) for w in query.words))
 
     def _word(self, text: str) -> _Word:
-        """A word or phrase: its vector, and per photo the mean over the phrase's taggable
-        terms (``people on the beach``: people, beach) of the best matching tag score."""
+        """A word or phrase: its vector, and the tag words matching each of the phrase's
+        taggable terms (``people on the beach``: people, beach)."""
         from phototag.tagging import query_terms
 
-        vector = _unit(self._words().vector(text))
+        vector = unit(self._words().unit(text))
         groups = [self.tag_words(t) for t in query_terms(text, self.tagger) or [text]]
-        tagged: dict[int, float] = {}
-        for group in groups:
-            for pid, score in self.catalog.photos_tagged(group).items():
-                tagged[pid] = tagged.get(pid, 0.0) + score / len(groups)
-        return _Word(text, vector, set().union(*groups), tagged)
+        return _Word(text, vector, groups)
+
+    def _tag_reward(self, word: _Word, ids: list[int]) -> dict[int, float]:
+        """Per photo of ``ids``: the mean over the word's terms of its best matching tag."""
+        found: dict[int, float] = {}
+        for group in word.groups:
+            for pid, score in self.catalog.photos_tagged(group, among=ids).items():
+                found[pid] = found.get(pid, 0.0) + score / len(word.groups)
+        return found
+
+    def _unbanned(self, ids: set[int], nots: list[_Word]) -> set[int]:
+        """``ids`` less the photos tagged with a ``--not`` word (or a hyponym)."""
+        for word in nots:
+            if ids:
+                ids = ids - set(self.catalog.photos_tagged(word.hyponyms, among=ids))
+        return ids
 
     def _nearest(
         self,
         limit: int,
         words: list[_Word],
-        likes: list[tuple[str, np.ndarray]],
-        banned: set[int],
+        likes: list[tuple[str, list[float]]],
+        exclude: set[int],
+        nots: list[_Word],
         allowed: set[int] | None,
     ) -> set[int]:
-        """Candidates from the Annoy indexes (and the tagged photos), asking for more
+        """Candidates from the Annoy indexes (and the best-tagged photos), asking for more
         neighbours until enough pass the filters; the filtered set itself when even the
         whole index does not give enough."""
         from phototag.search import VectorIndex
 
-        want = max(limit * 5, 50)
-        total = self.catalog.vector_count(self.model)
+        # one example photo alone: the visual index's exact (re-ranked) order is the answer;
+        # words add tag rewards to the vector scores, so their candidates go deeper
+        want = limit if len(likes) == 1 and not words else max(limit * 5, 50)
+        total = self._searchable()
         fetch = want
+        if allowed is not None and allowed:  # expect len(allowed)/total of them to pass
+            fetch = max(want, min(total, int(1.5 * want * total / len(allowed))))
         while True:
             found: set[int] = set()
             if words:
-                combined = _unit(np.sum([w.vector for w in words], axis=0))
+                combined = unit(add([w.vector for w in words]))
                 index = VectorIndex(self.catalog, self.model, "semantic")
                 found |= {pid for pid, _ in index.query(combined, fetch)}
                 for word in words:
-                    found |= set(sorted(word.tagged, key=lambda p: -word.tagged[p])[:fetch])
+                    for group in word.groups:
+                        found.update(self.catalog.top_tagged(group, fetch))
             for _text, vector in likes:
                 index = VectorIndex(self.catalog, self.model, "visual")
-                found |= {pid for pid, _ in index.query(vector, fetch, exclude=banned)}
-            found -= banned
+                found |= {pid for pid, _ in index.query(vector, fetch, exclude=exclude)}
+            found = self._unbanned(found - exclude, nots)
             if allowed is not None:
                 found &= allowed
             if len(found) >= want or fetch >= total:
                 return found
-            if allowed is not None and fetch * 4 >= total:
-                return allowed - banned  # as good as everything: score them exactly
+            if allowed is not None and fetch * 4 >= total:  # as good as everything: exactly
+                return self._unbanned(allowed - exclude, nots)
             fetch *= 4
+
+    def _searchable(self) -> int:
+        """How many photos the indexes hold (from the index files: counting the catalog's
+        rows takes seconds at a million photos); the tail is always searched whole."""
+        from phototag.search import SPACES, VectorIndex
+
+        counts = [int((VectorIndex(self.catalog, self.model, s).meta() or {}).get("count", 0))
+                  for s in SPACES]  # fmt: skip
+        return max(counts) or self.catalog.vector_count(self.model)
 
     def _score(
         self,
         ids: list[int],
         words: list[_Word],
         nots: list[_Word],
-        likes: list[tuple[str, np.ndarray]],
+        likes: list[tuple[str, list[float]]],
         query: Query,
     ) -> list[Scored]:
         """Exact scores of the candidates; the best ``query.limit`` at or above the minimum."""
         if not ids:
             return []
-        if likes:
-            ids, visual = self.catalog.vectors_of(ids, self.model, "visual")
-            visual /= np.maximum(np.linalg.norm(visual, axis=1, keepdims=True), 1e-12)
-        if words or nots:  # the photos having both kinds of vector, in one order
-            ids, semantic = self.catalog.vectors_of(ids, self.model, "semantic")
-            if likes and len(ids) < len(visual):
-                ids, visual = self.catalog.vectors_of(ids, self.model, "visual")
-                visual /= np.maximum(np.linalg.norm(visual, axis=1, keepdims=True), 1e-12)
+        blobs: dict[str, dict[int, bytes]] = {}
+        for space, needed in (("visual", likes), ("semantic", words or nots)):
+            if needed:
+                found, data = self.catalog.vector_blobs(ids, self.model, space)
+                blobs[space] = dict(zip(found, data, strict=True))
+        ids = [pid for pid in ids if all(pid in b for b in blobs.values())]  # both kinds
         if not ids:
             return []
         kinds: list[tuple[str, str]] = []
-        cosines, bonuses = [], []
+        cosines: list[list[float]] = []
+        bonuses: list[list[float]] = []
+        if "semantic" in blobs:
+            semantic = Rows([blobs["semantic"][p] for p in ids], "<f4", normalise=False)
         for w in words:
             kinds.append(("word", w.text))
-            cosines.append(semantic @ w.vector)
-            bonuses.append(np.array([w.tagged.get(pid, 0.0) for pid in ids], dtype=np.float32))
+            cosines.append(semantic.cosines(w.vector))
+            reward = self._tag_reward(w, ids)
+            bonuses.append([reward.get(pid, 0.0) for pid in ids])
+        if likes:
+            visual = Rows([blobs["visual"][p] for p in ids], "<f2", normalise=True)
         for text, vector in likes:
             kinds.append(("like", text))
-            cosines.append(visual @ vector)
-            bonuses.append(np.zeros(len(ids), dtype=np.float32))
-        cos, bonus = np.stack(cosines), np.stack(bonuses)
-        rewarded = np.array([kind == "word" for kind, _ in kinds])[:, None]
-        score = np.where(rewarded, (cos + REWARD * bonus) / (1.0 + REWARD), cos).mean(axis=0)
-        not_cos = [semantic @ n.vector for n in nots]
-        for against in not_cos:
-            score = score - NOT_WEIGHT * np.maximum(against - NOT_FLOOR, 0.0)
-        order = np.lexsort((np.asarray(ids), -score))
+            cosines.append(visual.cosines(vector))
+            bonuses.append([0.0] * len(ids))
+        not_cos = [semantic.cosines(n.vector) for n in nots]
+        terms = len(kinds)
+        score: list[float] = []
+        for i in range(len(ids)):
+            total = 0.0
+            for t, (kind, _text) in enumerate(kinds):
+                cos = cosines[t][i]
+                total += (cos + REWARD * bonuses[t][i]) / (1.0 + REWARD) if kind == "word" else cos
+            value = total / terms
+            for against in not_cos:
+                value -= NOT_WEIGHT * max(against[i] - NOT_FLOOR, 0.0)
+            score.append(value)
+        order = sorted(range(len(ids)), key=lambda i: (-score[i], ids[i]))
         if query.filters.min_score is not None:
-            order = order[score[order] >= query.filters.min_score]
+            order = [i for i in order if score[i] >= query.filters.min_score]
         out = []
-        for i in order[: query.limit].tolist():
-            terms = [
-                Term(kind, text, float(cos[t, i]), float(bonus[t, i]))
+        for i in order[: query.limit]:
+            parts = [
+                Term(kind, text, cosines[t][i], bonuses[t][i])
                 for t, (kind, text) in enumerate(kinds)
             ]
-            terms += [
-                Term("not", n.text, float(c[i])) for n, c in zip(nots, not_cos, strict=True)
-            ]
-            out.append(Scored(ids[i], float(score[i]), float(cos[:, i].mean()), terms))
+            parts += [Term("not", n.text, c[i]) for n, c in zip(nots, not_cos, strict=True)]
+            mean = sum(c[i] for c in cosines) / terms
+            out.append(Scored(ids[i], score[i], mean, parts))
         return out
-
-
-def _unit(vector: np.ndarray) -> np.ndarray:
-    vector = np.asarray(vector, dtype=np.float32)
-    return vector / max(float(np.linalg.norm(vector)), 1e-12)

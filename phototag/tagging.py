@@ -21,15 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from phototag.errors import ModelError, UnknownWord
-from phototag.labels import LabelScorer
 from phototag.types import Embedding, Tag
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from phototag.calibration import Calibration
     from phototag.devise import DeviseHead
+    from phototag.labels import LabelScorer
     from phototag.models import ModelSpec
     from phototag.words import WordVectors
 
@@ -54,8 +54,8 @@ class _Entry:
     """One vocabulary word: the classes it stands for and its place in the hierarchy."""
 
     word: str
-    classes: np.ndarray  # class indices
-    paths: list[tuple[np.ndarray, str]]  # (classes of a node, "animal|cat") per node
+    classes: tuple[int, ...]  # class indices
+    nodes: list[dict[str, Any]]  # its taxonomy nodes (``Tagger._paths`` walks them)
     breadth: float  # 0 for one class .. 1 for every class
 
 
@@ -77,6 +77,8 @@ class Tagger:
         #: a trained model's label scorer (set by ``from_model``); None for the stock model
         self.labels: LabelScorer | None = None
         self._class_vectors = class_vectors
+        #: the model to read class vectors from on first use (a memory-mapped numpy file)
+        self._class_vectors_from: ModelSpec | None = None
         self._word_vectors = words
         nodes = list(taxonomy["nodes"])
         self._nodes = {n["id"]: n for n in nodes}
@@ -92,6 +94,7 @@ class Tagger:
             dict.fromkeys(w for w in (" ".join(r.lower().split()) for r in vocabulary) if w)
         )
         self.words = [w for w in self.words if not w.startswith("#")]
+        self._path_cache: dict[str, list[tuple[list[int], str]]] = {}
         entries: list[_Entry] = []
         free: list[str] = []
         for word in self.words:
@@ -145,19 +148,18 @@ class Tagger:
             lines = vocab_path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
             raise ModelError(f"{vocab_path}: unreadable vocabulary ({exc})") from None
-        try:
-            class_vectors = spec.class_vectors()
-        except ModelError:
-            class_vectors = None
         tagger = cls(
             taxonomy,
             lines,
-            class_vectors=class_vectors,
             threshold=_default(threshold, tagging.get("threshold"), DEFAULT_THRESHOLD),
             max_count=_default(max_count, tagging.get("max_count"), DEFAULT_MAX_COUNT),
             words=words,
         )
-        tagger.labels = LabelScorer.from_model(spec)
+        tagger._class_vectors_from = spec
+        if spec.manifest.get("semantic_head", {}).get("kind") == "graph":  # numpy: only then
+            from phototag.labels import LabelScorer
+
+            tagger.labels = LabelScorer.from_model(spec)
         tagger.restricted = vocabulary is not None
         tagger.list_floor = threshold
         calibration = tagging.get("calibration")
@@ -207,9 +209,17 @@ class Tagger:
 
     def _entry(self, word: str, nodes: list[dict[str, Any]]) -> _Entry:
         classes = sorted({c for n in nodes for c in n["classes"]})
-        paths = [(np.asarray(n["classes"]), self._path(n, word)) for n in nodes]
         breadth = math.log(len(classes)) / math.log(self.n_classes)
-        return _Entry(word, np.asarray(classes, dtype=np.intp), paths, breadth)
+        return _Entry(word, tuple(classes), nodes, breadth)
+
+    def _paths(self, entry: _Entry) -> list[tuple[list[int], str]]:
+        """(classes of a node, "animal|cat") per node of a word: only tagging needs them,
+        so they are walked on first use (``find`` builds a Tagger for every query)."""
+        found = self._path_cache.get(entry.word)
+        if found is None:
+            found = [(list(n["classes"]), self._path(n, entry.word)) for n in entry.nodes]
+            self._path_cache[entry.word] = found
+        return found
 
     def _path(self, node: dict[str, Any], word: str) -> str:
         """``animal|mammal|cat``: the useful ancestors' words, broadest first."""
@@ -227,16 +237,25 @@ class Tagger:
     def _member(self) -> np.ndarray:
         """[words, classes] 0/1 membership, built on first use (``find`` never needs it)."""
         if self._member_matrix is None:
+            import numpy as np
+
             member = np.zeros((len(self._entries), self.n_classes), dtype=np.float32)
             for i, e in enumerate(self._entries):
-                member[i, e.classes] = 1.0
+                member[i, list(e.classes)] = 1.0
             self._member_matrix = member
         return self._member_matrix
 
     def _free_membership(self) -> np.ndarray:
         """Soft class membership of the words outside the taxonomy, from word vectors."""
         if self._free_member is None:
+            import numpy as np
+
             member = np.zeros((len(self._free), self.n_classes), dtype=np.float32)
+            if self._free and self._class_vectors is None and self._class_vectors_from:
+                try:
+                    self._class_vectors = self._class_vectors_from.class_vectors()
+                except ModelError:
+                    self._class_vectors_from = None
             if self._free and self._class_vectors is not None:
                 if self._word_vectors is None:
                     from phototag.words import WordVectors
@@ -256,6 +275,8 @@ class Tagger:
     def scores(self, probs: np.ndarray) -> dict[str, float]:
         """Every vocabulary word's score for one photo's class probabilities: the mass of
         the word's classes, above what chance would give it."""
+        import numpy as np
+
         p = np.asarray(probs, dtype=np.float32)
         mass = self._member @ p
         prior = self._member.sum(axis=1) / self.n_classes
@@ -274,6 +295,8 @@ class Tagger:
         """Raw evidence for each (stage, word): the detector's objects, the DeViSE head's
         cosines to its trained words (``projection`` overrides the embedding's point, for
         the build tool's held-out folds), the ImageNet taxonomy's class mass."""
+        import numpy as np
+
         from phototag.detection import object_words
 
         raw: dict[tuple[str, str], float] = {}
@@ -295,6 +318,8 @@ class Tagger:
     def _calibrated_tags(self, emb: Embedding) -> list[Tag]:
         """The words whose calibrated probability clears their own threshold, most specific
         and likely first."""
+        import numpy as np
+
         assert self.calibration is not None
         kept = self.calibration.listed(
             self.calibration.combine(self.candidates(emb)), floor=self.list_floor
@@ -314,7 +339,9 @@ class Tagger:
         tags = []
         for _, word, prob in chosen:
             entry = self._entry_of.get(word)
-            hierarchy = self.hierarchies.get(word) or (self._best_path(entry, p) if entry else word)
+            hierarchy = self.hierarchies.get(word) or (
+                self._best_path(self._paths(entry), p) if entry else word
+            )
             tags.append(Tag(tag=word, score=round(prob, 4), hierarchy=hierarchy))
         return tags
 
@@ -328,6 +355,8 @@ class Tagger:
 
     def tag(self, emb: Embedding) -> list[Tag]:
         """Tags above the threshold, at most ``max_count``, best first."""
+        import numpy as np
+
         if self.calibration is not None:
             tags = self._calibrated_tags(emb)
             if self.labels is not None:
@@ -349,7 +378,7 @@ class Tagger:
         tags = []
         for _, _, word, score in ranked[: self.max_count]:
             entry = self._entry_of.get(word)
-            hierarchy = self._best_path(entry, p) if entry else word
+            hierarchy = self._best_path(self._paths(entry), p) if entry else word
             tags.append(Tag(tag=word, score=round(score, 4), hierarchy=hierarchy))
         if self.labels is not None:  # a trained model: its own label words, merged by score
             tags = self.labels.merge_tags(
@@ -358,10 +387,10 @@ class Tagger:
         return tags
 
     @staticmethod
-    def _best_path(entry: _Entry, probs: np.ndarray) -> str:
-        if len(entry.paths) == 1:
-            return entry.paths[0][1]
-        return max(entry.paths, key=lambda cp: float(probs[cp[0]].sum()))[1]
+    def _best_path(paths: list[tuple[list[int], str]], probs: np.ndarray) -> str:
+        if len(paths) == 1:
+            return paths[0][1]
+        return max(paths, key=lambda cp: float(probs[cp[0]].sum()))[1]
 
     # ---------------------------------------------------------------- search support
     def hyponyms(self, word: str) -> set[str]:
@@ -373,11 +402,11 @@ class Tagger:
         found |= {w for w, path in self.hierarchies.items() if word in path.split("|")[:-1]}
         if not nodes:
             return found
-        covered = np.zeros(self.n_classes, dtype=bool)
+        covered: set[int] = set()
         for n in nodes:
-            covered[n["classes"]] = True
+            covered.update(n["classes"])
         for e in self._entries:
-            if len(e.classes) and covered[e.classes].all():
+            if e.classes and covered.issuperset(e.classes):
                 found.add(e.word)
         return found
 
@@ -419,6 +448,8 @@ def word_scores(
     word or a hyponym. ``tags[i]`` is photo i's tags (``Tag``s, (tag, score) pairs or a
     mapping). ``hyponyms`` may be one set per query term (``query_terms``): the reward is
     then the mean over terms. Divided by 1 + reward so a perfect match scores 1."""
+    import numpy as np
+
     semantic = np.atleast_2d(np.asarray(semantic, dtype=np.float32))
     cos = semantic @ np.asarray(word_vector, dtype=np.float32)
     if tags is None or not hyponyms or reward == 0:
@@ -446,6 +477,8 @@ def term_bonus(
 ) -> np.ndarray:
     """[N] the mean over query terms of each photo's best tag score under that term: a
     photo must carry every term's tag to get the whole reward."""
+    import numpy as np
+
     if not term_hyponyms:
         return np.zeros(len(tags), dtype=np.float32)
     out = np.zeros(len(tags), dtype=np.float32)
@@ -467,6 +500,8 @@ def rank_for_word(
     reward: float = REWARD,
 ) -> list[tuple[int, float]]:
     """(photo index, score) best first: the ``find --word`` order (see ``word_scores``)."""
+    import numpy as np
+
     scores = word_scores(word_vector, semantic, tags, hyponyms, reward=reward)
     order = np.argsort(-scores, kind="stable")
     if limit is not None:

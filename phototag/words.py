@@ -15,10 +15,12 @@ import sqlite3
 import string
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from phototag.errors import PhototagError, UnknownWord
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: bump when the cache layout changes
 CACHE_FORMAT = 1
@@ -75,6 +77,7 @@ class WordVectors:
         self.cache_path = (cache or cache_dir()) / self._cache_name()
         self.vocabulary = sorted({w.lower() for w in vocabulary})
         self._matrix: np.ndarray | None = None
+        self._rows_at: tuple[int, int, int, bool] | None = None  # see _layout
         self._db: sqlite3.Connection | None = None
 
     # ---------------------------------------------------------------- storage
@@ -86,8 +89,56 @@ class WordVectors:
     @property
     def matrix(self) -> np.ndarray:
         if self._matrix is None:
+            import numpy as np
+
             self._matrix = np.load(self.matrix_path, mmap_mode="r")
         return self._matrix
+
+    def _layout(self) -> tuple[int, int, int, bool]:
+        """(data offset, rows, columns, Fortran order) of the ``.npy``, from its header: a
+        query reads a word's 50 floats without importing numpy."""
+        if self._rows_at is None:
+            import ast
+            import struct
+
+            with open(self.matrix_path, "rb") as f:  # type: ignore[arg-type]
+                head = f.read(12)
+                if head[:6] != b"\x93NUMPY":
+                    raise PhototagError(f"{self.matrix_path}: not a .npy file")
+                if head[6] == 1:
+                    (size,), start = struct.unpack("<H", head[8:10]), 10
+                else:
+                    (size,), start = struct.unpack("<I", head[8:12]), 12
+                f.seek(start)
+                header = ast.literal_eval(f.read(size).decode("latin1"))
+            if header["descr"] != "<f4" or len(header["shape"]) != 2:
+                raise PhototagError(f"{self.matrix_path}: expected a float32 matrix")
+            n_rows, n_cols = (int(x) for x in header["shape"])
+            self._rows_at = (start + size, n_rows, n_cols, bool(header["fortran_order"]))
+        return self._rows_at
+
+    def rows(self, rows: Iterable[int]) -> dict[int, list[float]]:
+        """GloVe rows, read straight from the (memory-mapped) file."""
+        import mmap
+        import struct
+
+        offset, n_rows, n_cols, fortran = self._layout()
+        found: dict[int, list[float]] = {}
+        with (
+            open(self.matrix_path, "rb") as f,  # type: ignore[arg-type]
+            mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data,
+        ):
+            for row in sorted(set(rows)):
+                if fortran:  # column-major: a row's values lie n_rows floats apart
+                    found[row] = [
+                        struct.unpack_from("<f", data, offset + 4 * (col * n_rows + row))[0]
+                        for col in range(n_cols)
+                    ]
+                else:
+                    found[row] = list(
+                        struct.unpack_from(f"<{n_cols}f", data, offset + 4 * row * n_cols)
+                    )
+        return found
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -153,17 +204,25 @@ class WordVectors:
             raise UnknownWord(word, self.suggest(word))
         return out
 
-    def vector(self, text: str) -> np.ndarray:
-        """Unit 50-d vector of a word, or of a phrase as the mean of its unit word vectors."""
+    def unit(self, text: str) -> list[float]:
+        """Unit 50-d vector of a word, or of a phrase as the mean of its unit word vectors
+        (pure Python, float64: the query path)."""
+        from phototag.vecmath import add, unit
+
         rows = [r for _, r in self.tokens_of(text)]
-        vecs = np.asarray(self.matrix[sorted(set(rows))], dtype=np.float32)
-        vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
-        counts = np.array([rows.count(r) for r in sorted(set(rows))], dtype=np.float32)
-        v = (vecs * counts[:, None]).sum(axis=0)
-        return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
+        found = {r: unit(v) for r, v in self.rows(rows).items()}
+        return unit(add([found[r] for r in rows]))
+
+    def vector(self, text: str) -> np.ndarray:
+        """``unit`` as a float32 array."""
+        import numpy as np
+
+        return np.asarray(self.unit(text), dtype=np.float32)
 
     def vectors(self, texts: Iterable[str]) -> np.ndarray:
         """[N, 50] unit vectors, one per text."""
+        import numpy as np
+
         return np.stack([self.vector(t) for t in texts])
 
     # ---------------------------------------------------------------- suggestions
@@ -210,6 +269,8 @@ class WordVectors:
 
     def nearest(self, vector: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
         """The k GloVe tokens nearest to a vector, over all 400k (the seed's way to tag)."""
+        import numpy as np
+
         m = np.asarray(self.matrix, dtype=np.float32)
         sims = (m @ vector.astype(np.float32)) / np.maximum(np.linalg.norm(m, axis=1), 1e-12)
         top = np.argpartition(-sims, k)[:k]

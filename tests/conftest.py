@@ -89,6 +89,10 @@ def run_cli(*args: str, catalog: Path | None = None) -> tuple[int, str, str]:
 
 
 def env_for_subprocess(**extra: str) -> dict[str, str]:
+    """The environment for a child ``phototag``: it imports this checkout's phototag (not an
+    editable install of another one)."""
     env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     env.update(extra)
     return env

@@ -107,3 +107,29 @@ def test_files_and_lookups_never_become_roots(catalog_path: Path, tmp_path: Path
     assert (root, rel) == (str(tmp_path / "trip"), "a.jpg")
     assert cat.roots() == [str(tmp_path / "trip")]
     assert cat.place_file(tmp_path / "trip" / "sub" / "b.jpg")[2] == "sub/b.jpg"
+
+
+def test_top_tagged_and_tags_among_candidates_agree_with_all_tagged(catalog_path: Path) -> None:
+    """The query path asks for a word's best photos and the candidates' tags only; both must
+    say what the full look-up says (best score per photo, case-insensitive, present only)."""
+    cat = Catalog(catalog_path)
+    root_id, _, _ = cat.root_for(Path("/p"))
+    rng = np.random.default_rng(4)
+    with cat.batch():
+        for i in range(300):
+            pid = cat.upsert_photo(root_id, f"{i}.jpg", size=i, mtime_ns=i, content_hash=None)
+            words = rng.choice(["Dog", "beagle", "cat"], size=2, replace=False)
+            cat.set_tags(pid, [Tag(str(w), round(float(rng.random()), 1)) for w in words],
+                         source=MACHINE)  # fmt: skip
+            if i % 7 == 0:
+                cat.set_tags(pid, [Tag("dog", 1.0)], source=USER)
+        cat.conn.execute("update tags set score = null where photo_id = 5 and source = 'user'")
+    cat.mark_missing([8, 15])
+    group = {"dog", "beagle"}
+    every = cat.photos_tagged(group)
+    assert 8 not in every and every[5] == 1.0  # no score counts as 1.0, as tags_of says
+    ranked = sorted(every, key=lambda pid: (-every[pid], pid))
+    for limit in (1, 10, 57, 1000):
+        assert cat.top_tagged(group, limit) == ranked[:limit]
+    among = list(range(0, 300, 3))
+    assert cat.photos_tagged(group, among=among) == {p: s for p, s in every.items() if p in among}

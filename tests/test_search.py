@@ -1,0 +1,106 @@
+"""The visual index in a reduced space (PCA fitted on the library), re-ranked on full vectors:
+real SQLite, real Annoy, vectors with a CNN-like spectrum (bench/synthetic.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from phototag import reduction
+from phototag.catalog import Catalog
+from phototag.search import VectorIndex, refresh
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from synthetic import spectral  # noqa: E402
+
+MODEL = "m"
+N = 3000
+
+
+def _fill(cat: Catalog, vectors: np.ndarray, start: int = 0) -> None:
+    root_id, _, _ = cat.root_for(Path("/photos"))
+    with cat.batch():
+        for i, vector in enumerate(vectors, start):
+            pid = cat.upsert_photo(root_id, f"{i:05d}.jpg", size=i, mtime_ns=i,
+                                   content_hash=f"{i:032x}")  # fmt: skip
+            cat.set_vectors(pid, MODEL, vector, np.ones(50, dtype=np.float32) / np.sqrt(50))
+
+
+@pytest.fixture
+def reduced(tmp_path: Path) -> tuple[Catalog, np.ndarray]:
+    vectors = np.concatenate(list(spectral(N + 200, 1280, seed=5, chunk=1000)))
+    cat = Catalog(tmp_path / "catalog.db")
+    _fill(cat, vectors[:N])
+    refresh(cat, MODEL, reduce_from=1000)
+    return cat, vectors
+
+
+def _exact(cat: Catalog, query: np.ndarray, k: int) -> list[int]:
+    ids, matrix, _ = cat.vectors(MODEL, "visual")
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    return ids[np.argsort(-(matrix @ query), kind="stable")[:k]].tolist()
+
+
+def test_a_large_visual_index_is_built_in_the_fitted_space(
+    reduced: tuple[Catalog, np.ndarray], tmp_path: Path
+) -> None:
+    cat, _ = reduced
+    index = VectorIndex(cat, MODEL, "visual")
+    meta = json.loads(index.meta_path.read_text())
+    assert meta["dim"] == reduction.DIM and meta["projection"]
+    assert cat.latest_projection(MODEL, "visual") == (meta["projection"], reduction.DIM, N)
+    full = VectorIndex(cat, MODEL, "semantic")  # a small space is never reduced
+    assert json.loads(full.meta_path.read_text())["projection"] is None
+    # five times narrower than 1280 floats: the file is far smaller than a full index's
+    other = Catalog(tmp_path / "full.db")
+    _fill(other, np.concatenate(list(spectral(N, 1280, seed=5, chunk=1000))))
+    refresh(other, MODEL, reduce_from=10 * N)
+    full_size = VectorIndex(other, MODEL, "visual").ann_path.stat().st_size
+    assert index.ann_path.stat().st_size < full_size / 3
+
+
+def test_reduced_search_finds_the_exact_neighbours_with_exact_scores(
+    reduced: tuple[Catalog, np.ndarray],
+) -> None:
+    cat, vectors = reduced
+    index = VectorIndex(cat, MODEL, "visual")
+    rng = np.random.default_rng(9)
+    hits = 0
+    for row in rng.choice(N, 40, replace=False):
+        query = vectors[row] + 0.5 * vectors[(row + 1) % N]
+        query /= np.linalg.norm(query)
+        found = index.query(query.tolist(), 10)
+        exact = _exact(cat, query, 10)
+        hits += len({pid for pid, _ in found} & set(exact))
+        ids = [pid for pid, _ in found]
+        _, full = cat.vectors_of(ids, MODEL, "visual")
+        full /= np.linalg.norm(full, axis=1, keepdims=True)
+        assert np.allclose([s for _, s in found], full @ query, atol=1e-5)  # re-ranked exactly
+    assert hits / 400 >= 0.95
+
+
+def test_photos_added_after_the_build_are_found_and_growth_refits(
+    reduced: tuple[Catalog, np.ndarray],
+) -> None:
+    cat, vectors = reduced
+    _fill(cat, vectors[N:], start=N)  # not in the Annoy file yet: the exact tail
+    newest = cat.photo_at(Path(f"/photos/{N + 199:05d}.jpg"))
+    assert newest is not None
+    found = VectorIndex(cat, MODEL, "visual").query(vectors[N + 199].tolist(), 5)
+    assert found[0][0] == newest.id and found[0][1] == pytest.approx(1.0, abs=1e-3)
+    first = cat.latest_projection(MODEL, "visual")
+    refresh(cat, MODEL, reduce_from=1000)
+    assert cat.latest_projection(MODEL, "visual") == first  # grown a little: the same fit
+    _fill(cat, np.concatenate(list(spectral(N, 1280, seed=6, chunk=1000))), start=N + 200)
+    refresh(cat, MODEL, reduce_from=1000)
+    refit = cat.latest_projection(MODEL, "visual")
+    assert refit is not None and first is not None and refit[0] > first[0]
+    assert refit[2] == 2 * N + 200
+    # the old fit is pruned; the index answers in the new one
+    assert cat.projection_blob(first[0]) is None
+    found = VectorIndex(cat, MODEL, "visual").query(vectors[N + 199].tolist(), 5)
+    assert found[0][0] == newest.id
