@@ -304,7 +304,7 @@ def duplicates(
 @grid_option
 @click.pass_context
 def tags(ctx: click.Context, image: Path, as_json: bool, grid: str | None) -> None:
-    """A photo's tags with scores, best first."""
+    """A photo's tags with their probabilities, the likeliest main subject first."""
     _check_grid(grid, as_json)
     result = _library(ctx).tags(image)
     if grid is not None:
