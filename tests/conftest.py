@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,3 +98,15 @@ def env_for_subprocess(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     env.update(extra)
     return env
+
+
+def exif_keywords(path: Path) -> dict[str, list[str]]:
+    """The keyword fields other photo software reads, as ExifTool reports them."""
+    out = subprocess.run(
+        ["exiftool", "-j", "-G1", "-charset", "iptc=UTF8", "-XMP-dc:Subject",
+         "-XMP-lr:HierarchicalSubject", "-IPTC:Keywords", str(path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    item = json.loads(out.stdout)[0]
+    as_list = lambda v: v if isinstance(v, list) else [v] if v is not None else []  # noqa: E731
+    return {k.split(":")[1]: [str(x) for x in as_list(v)] for k, v in item.items() if ":" in k}

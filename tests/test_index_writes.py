@@ -9,18 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
-
-
-def keywords(path: Path) -> dict:
-    out = subprocess.run(
-        ["exiftool", "-j", "-G1", "-charset", "iptc=UTF8", "-XMP-dc:Subject",
-         "-XMP-lr:HierarchicalSubject", "-IPTC:Keywords", str(path)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    item = json.loads(out.stdout)[0]
-    as_list = lambda v: v if isinstance(v, list) else [v] if v is not None else []  # noqa: E731
-    return {k.split(":")[1]: [str(x) for x in as_list(v)] for k, v in item.items() if ":" in k}
+from tests.conftest import exif_keywords, run_cli
 
 
 @pytest.fixture
@@ -47,7 +36,7 @@ def test_index_writes_tags_reads_user_keywords_and_does_not_loop(
     count = len(list(jpegs.glob("*.jpg")))
     assert summary["written"] == count and summary["new"] == count
     user_photo = next(jpegs.glob("pexels*.jpg"))
-    fields = keywords(user_photo)
+    fields = exif_keywords(user_photo)
     assert "Zanzibar" in fields["Subject"] and "Zanzibar" in fields["Keywords"]
     code, out, _ = run_cli(
         "--backend", "fake", "tags", "--json", str(user_photo), catalog=catalog_path
@@ -75,13 +64,13 @@ def test_sidecar_mode_and_untag(jpegs: Path, catalog_path: Path) -> None:
     assert digests == {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in jpegs.glob("*.jpg")}
     sidecars = sorted(jpegs.glob("*.jpg.xmp"))
     assert len(sidecars) == len(digests)
-    assert keywords(sidecars[0])["Subject"]
+    assert exif_keywords(sidecars[0])["Subject"]
     code, out, _ = run_cli("untag", "--sidecar", "--dry-run", str(jpegs), catalog=catalog_path)
     assert code == 0 and "would write" in out and "would change" in out
     code, out, _ = run_cli("untag", "--sidecar", str(jpegs), catalog=catalog_path)
     assert code == 0
     user_photo = next(jpegs.glob("pexels*.jpg"))
-    left = keywords(Path(f"{user_photo}.xmp")).get("Subject", [])
+    left = exif_keywords(Path(f"{user_photo}.xmp")).get("Subject", [])
     assert left == ["Zanzibar"]  # the photo's own keyword, mirrored into its sidecar, stays
     code, out, _ = run_cli("--backend", "fake", "status", "--json", catalog=catalog_path)
     assert json.loads(out)["tagged"] == 0

@@ -23,7 +23,7 @@ from phototag.library import Library
 from phototag.web.app import MAX_UPLOAD_BYTES, create_app
 from phototag.web.server import needs_token
 from phototag.web.thumbnails import Thumbnails
-from tests.conftest import INTERIORS, SKIMAGE_DATA, env_for_subprocess, run_cli
+from tests.conftest import INTERIORS, SKIMAGE_DATA, env_for_subprocess, exif_keywords, run_cli
 
 BASE = "http://127.0.0.1:8765"
 #: any URL that leaves the app: absolute http(s) or protocol-relative in src/href/url()
@@ -311,17 +311,6 @@ def test_photos_indexed_while_serving_show_up_without_a_restart(
 
 
 # -- corrections written into files ------------------------------------------------------
-
-
-def exif_keywords(path: Path) -> dict[str, list[str]]:
-    out = subprocess.run(
-        ["exiftool", "-j", "-G1", "-charset", "iptc=UTF8", "-XMP-dc:Subject",
-         "-XMP-lr:HierarchicalSubject", "-IPTC:Keywords", str(path)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    item = json.loads(out.stdout)[0]
-    as_list = lambda v: v if isinstance(v, list) else [v] if v is not None else []  # noqa: E731
-    return {k.split(":")[1]: [str(x) for x in as_list(v)] for k, v in item.items() if ":" in k}
 
 
 @pytest.fixture

@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.conftest import INTERIORS, SKIMAGE_DATA, env_for_subprocess, run_cli
-from tests.test_web import exif_keywords
+from tests.conftest import INTERIORS, SKIMAGE_DATA, env_for_subprocess, exif_keywords, run_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
