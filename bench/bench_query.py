@@ -24,15 +24,12 @@ import time
 from pathlib import Path
 
 import interior_photos
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from synthetic import fill_catalog  # noqa: E402
+from synthetic import fill_catalog, word_points  # noqa: E402
 
 from phototag.models import load_model  # noqa: E402
 from phototag.search import refresh  # noqa: E402
-from phototag.tagging import Tagger  # noqa: E402
-from phototag.words import WordVectors  # noqa: E402
 
 #: runs phototag and reports its own peak RSS (VmHWM: ru_maxrss would include the forked bench)
 PROBE = (
@@ -62,20 +59,35 @@ def timed(args: list[str]) -> tuple[float, float, float]:
     return elapsed, cpu, int(hwm[-1].split()[1]) / 1024
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--n", type=int, default=10_000)
-    parser.add_argument("--runs", type=int, default=7)
-    args = parser.parse_args()
+def byte_compile() -> None:
+    """Byte-compile phototag, as ``pip install`` does for an installed package."""
     import compileall
 
     root = Path(__file__).resolve().parent.parent
     for package in ("phototag", "plugins"):
         compileall.compile_dir(root / package, quiet=1)
+
+
+def report_cold(cases: dict[str, list[str]], runs: int, *, width: int) -> None:
+    """Median wall and CPU time and the largest peak RSS of ``runs`` fresh processes per
+    case, after one run that warms the OS file cache, as on a machine in use."""
+    for name, argv in cases.items():
+        timed(argv)
+        found = [timed(argv) for _ in range(runs)]
+        wall = statistics.median(t for t, _, _ in found)
+        cpu = statistics.median(c for _, c, _ in found)
+        rss = max(r for _, _, r in found)
+        print(f"{name:>{width}}: median {wall:.3f} s (cpu {cpu:.3f} s), max RSS {rss:.0f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    byte_compile()
     model = load_model()
-    words = Tagger.from_model(model).words
-    vectors = WordVectors(words)
-    semantic = np.stack([vectors.vector(w) for w in words if w in vectors][:300])
+    semantic = word_points(model)
     with tempfile.TemporaryDirectory() as tmp:
         catalog = Path(tmp) / "catalog.db"
         cat = fill_catalog(catalog, args.n, model.name, visual_dim=model.visual_dim,
@@ -98,13 +110,7 @@ def main() -> None:
             "status": [*base, "status"],
         }
         print(f"catalog: {args.n} photos; {args.runs} cold runs each; {os.cpu_count()} cores")
-        for name, argv in cases.items():
-            timed(argv)  # warm the OS file cache, as on a machine in use
-            runs = [timed(argv) for _ in range(args.runs)]
-            wall = statistics.median(t for t, _, _ in runs)
-            cpu = statistics.median(c for _, c, _ in runs)
-            rss = max(r for _, _, r in runs)
-            print(f"{name:>36}: median {wall:.3f} s (cpu {cpu:.3f} s), max RSS {rss:.0f} MB")
+        report_cold(cases, args.runs, width=36)
 
 
 if __name__ == "__main__":

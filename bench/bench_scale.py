@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -24,14 +23,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_query import timed  # noqa: E402
-from synthetic import fill_bulk  # noqa: E402
+from bench_query import byte_compile, report_cold  # noqa: E402
+from synthetic import fill_bulk, word_points  # noqa: E402
 
 from phototag.catalog import Catalog  # noqa: E402
 from phototag.models import load_model  # noqa: E402
 from phototag.search import SPACES, VectorIndex  # noqa: E402
-from phototag.tagging import Tagger  # noqa: E402
-from phototag.words import WordVectors  # noqa: E402
 
 PROBE_PHOTO = 12_345
 
@@ -39,9 +36,7 @@ PROBE_PHOTO = 12_345
 def catalog_for(folder: Path, n: int, model: str, visual_dim: int) -> Catalog:
     path = folder / "catalog.db"
     if not path.exists():
-        words = Tagger.from_model(load_model()).words
-        vectors = WordVectors(words)
-        semantic = np.stack([vectors.vector(w) for w in words if w in vectors][:300])
+        semantic = word_points(load_model())
         started = time.perf_counter()
         fill_bulk(path, n, model, visual_dim=visual_dim, semantic=semantic).close()
         print(f"filled {n} photos in {time.perf_counter() - started:.0f} s")
@@ -93,6 +88,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--rebuild", action="store_true")
     args = parser.parse_args()
+    byte_compile()
     args.dir.mkdir(parents=True, exist_ok=True)
     model = load_model()
     cat = catalog_for(args.dir, args.n, model.name, model.visual_dim)
@@ -123,13 +119,7 @@ def main() -> None:
         ],
         "similar CATALOGUED.jpg": [*base, "similar", str(probe)],
     }  # fmt: skip
-    for name, argv in cases.items():
-        timed(argv)  # warm the OS file cache, as on a machine in use
-        runs = [timed(argv) for _ in range(args.runs)]
-        wall = statistics.median(t for t, _, _ in runs)
-        cpu = statistics.median(c for _, c, _ in runs)
-        rss = max(r for _, _, r in runs)
-        print(f"{name:>30}: median {wall:.3f} s (cpu {cpu:.3f} s), max RSS {rss:.0f} MB")
+    report_cold(cases, args.runs, width=30)
 
 
 if __name__ == "__main__":

@@ -29,15 +29,13 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from synthetic import fill_catalog  # noqa: E402
+from synthetic import fill_catalog, word_points  # noqa: E402
 
 from phototag.catalog import MACHINE, Catalog  # noqa: E402
 from phototag.imaging import content_hash  # noqa: E402
 from phototag.models import load_model  # noqa: E402
 from phototag.search import refresh  # noqa: E402
-from phototag.tagging import Tagger  # noqa: E402
 from phototag.types import Tag  # noqa: E402
-from phototag.words import WordVectors  # noqa: E402
 
 PAGE_PHOTOS = 50
 BROWSER_CONNECTIONS = 6
@@ -133,9 +131,7 @@ def main() -> None:
     parser.add_argument("--megapixels", type=float, default=12.0)
     args = parser.parse_args()
     model = load_model()
-    words = Tagger.from_model(model).words
-    vectors = WordVectors(words)
-    semantic = np.stack([vectors.vector(w) for w in words if w in vectors][:300])
+    semantic = word_points(model)
     with tempfile.TemporaryDirectory() as tmp:
         catalog = Path(tmp) / "catalog.db"
         cat = fill_catalog(catalog, args.n, model.name, visual_dim=model.visual_dim,

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from phototag.catalog import MACHINE, Catalog
+from phototag.models import ModelSpec
 from phototag.types import Tag
 
 
@@ -21,6 +22,17 @@ def clustered(n: int, dim: int, *, clusters: int = 2000, spread: float = 0.6, se
     labels = rng.integers(0, clusters, n)
     x = centres[labels] + spread * rng.standard_normal((n, dim)).astype(np.float32)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def word_points(model: ModelSpec, n: int = 300) -> np.ndarray:
+    """[n, D] word vectors of the model's first tag words: where the synthetic photos'
+    semantic vectors sit, so word queries find neighbours as they would in a library."""
+    from phototag.tagging import Tagger
+    from phototag.words import WordVectors
+
+    words = Tagger.from_model(model).words
+    vectors = WordVectors(words)
+    return np.stack([vectors.vector(w) for w in words if w in vectors][:n])
 
 
 def fill_catalog(
