@@ -59,15 +59,18 @@ def backends() -> dict[str, type[Backend]]:
     return _collect(pm.hook.register_backends)
 
 
-def get_backend(name: str) -> type[Backend]:
-    available = backends()
+def _lookup(kind: str, available: dict[str, Any], name: str, error: type[Exception],
+            hint: str = "") -> Any:  # fmt: skip
+    """A registered plugin by name, or an error naming the ones there are."""
     if name not in available:
         known = ", ".join(sorted(available)) or "none loaded"
-        hint = ""
-        if name == "tensorflow":
-            hint = " (install it with: pip install 'phototag[tensorflow]')"
-        raise UnknownBackend(f"unknown backend '{name}'{hint}; available: {known}")
+        raise error(f"unknown {kind} '{name}'{hint}; available: {known}")
     return available[name]
+
+
+def get_backend(name: str) -> type[Backend]:
+    hint = " (install it with: pip install 'phototag[tensorflow]')" if name == "tensorflow" else ""
+    return _lookup("backend", backends(), name, UnknownBackend, hint)
 
 
 def engines() -> dict[str, type[Engine]]:
@@ -76,11 +79,7 @@ def engines() -> dict[str, type[Engine]]:
 
 
 def get_engine(name: str) -> type[Engine]:
-    available = engines()
-    if name not in available:
-        known = ", ".join(sorted(available)) or "none loaded"
-        raise UnknownEngine(f"unknown engine '{name}'; available: {known}")
-    return available[name]
+    return _lookup("engine", engines(), name, UnknownEngine)
 
 
 def writers() -> dict[str, Any]:
