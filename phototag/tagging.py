@@ -18,6 +18,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,20 +96,8 @@ class Tagger:
         )
         self.words = [w for w in self.words if not w.startswith("#")]
         self._path_cache: dict[str, list[tuple[list[int], str]]] = {}
-        entries: list[_Entry] = []
-        free: list[str] = []
-        for word in self.words:
-            found = self._nodes_for(word)
-            if found:
-                entries.append(self._entry(word, found))
-            else:
-                free.append(word)
-        self._entries = entries
-        self._entry_of = {e.word: e for e in entries}
-        self._free = free
         self._member_matrix: np.ndarray | None = None
         self._free_member: np.ndarray | None = None
-        self._order = [e.word for e in entries] + free
         #: the trained stages (set by ``from_model`` for a model that has them)
         self._calibration: Calibration | None = None
         self._head: DeviseHead | None = None
@@ -123,6 +112,28 @@ class Tagger:
         self.file_tags_all = False
         #: a threshold the caller set: the least probability listed, instead of each word's
         self.list_floor: float | None = None
+
+    # ---------------------------------------------------------------- the words' classes
+    # Built on first use: tagging needs every word's classes, a query only those of the few
+    # words under its own (``hyponyms``), and a cold ``find`` should not pay for 1,300.
+    @cached_property
+    def _entries(self) -> list[_Entry]:
+        """The words the taxonomy knows, in the vocabulary's order."""
+        return [self._entry(w, found) for w in self.words if (found := self._nodes_for(w))]
+
+    @cached_property
+    def _entry_of(self) -> dict[str, _Entry]:
+        return {e.word: e for e in self._entries}
+
+    @cached_property
+    def _free(self) -> list[str]:
+        """The words outside the taxonomy (scored through word vectors)."""
+        known = self._entry_of
+        return [w for w in self.words if w not in known]
+
+    @cached_property
+    def _order(self) -> list[str]:
+        return [e.word for e in self._entries] + self._free
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -405,9 +416,21 @@ class Tagger:
         covered: set[int] = set()
         for n in nodes:
             covered.update(n["classes"])
-        for e in self._entries:
-            if e.classes and covered.issuperset(e.classes):
-                found.add(e.word)
+        if "_entries" in self.__dict__:
+            within = (e for e in self._entries if covered.issuperset(e.classes))
+            return found | {e.word for e in within if e.classes}
+        # the words naming a node whose classes all lie under ``word``: only those can
+        names = {
+            name
+            for n in self._nodes.values()
+            if n["classes"] and covered.issuperset(n["classes"])
+            for name in (n["word"], *n.get("lemmas", ()))
+        }
+        for w in self.words:
+            if w in names or _singular(w) in names:
+                classes = {c for n in self._nodes_for(w) for c in n["classes"]}
+                if classes and covered.issuperset(classes):
+                    found.add(w)
         return found
 
 

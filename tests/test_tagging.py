@@ -114,6 +114,18 @@ def test_hyponyms(tagger: Tagger) -> None:
     assert tagger.hyponyms("qzxvw") == set()
 
 
+def test_hyponyms_of_a_query_match_those_of_a_tagger_that_has_tagged(spec: ModelSpec) -> None:
+    """A query's Tagger finds hyponyms without building every word's classes; the answer
+    must be the one the full vocabulary gives (what tagging has built)."""
+    query = Tagger.from_model(spec)
+    full = Tagger.from_model(spec)
+    assert full._entries  # builds every word's classes
+    words = [*full.words, "animal", "furniture", "dogs", "people", "vehicle", "qzxvw"]
+    for word in words:
+        assert query.hyponyms(word) == full.hyponyms(word), word
+    assert "_entries" not in query.__dict__  # the query never built them
+
+
 def test_find_word_cat_ranks_chelsea_first(
     tagger: Tagger, embeddings: dict[str, Embedding]
 ) -> None:
