@@ -100,9 +100,10 @@ def main() -> None:
             info = index.build(force=True)
             print(f"{space:>8} index built in {info.seconds:.0f} s")
         meta = index.meta() or {}
-        size_mb = index.ann_path.stat().st_size / 1e6
-        print(f"{space:>8} index: {size_mb:.0f} MB, dim {meta.get('dim')}, "
-              f"{meta.get('trees')} trees, projection {meta.get('projection')}")  # fmt: skip
+        size_mb = index.disk_size() / 1e6
+        kind = f"{meta.get('trees')} trees" if not meta.get("cells") else "cells"
+        print(f"{space:>8} index: {size_mb:.0f} MB, dim {meta.get('dim')}, {kind}, "
+              f"projection {meta.get('projection')}")  # fmt: skip
     if args.queries:  # --queries 0: cold queries only (the exact scan takes minutes at 1M)
         hit_rate, seconds = recall(cat, model.name, args.queries)
         print(f"visual recall@10 {hit_rate:.3f} vs exact ({args.queries} catalogued photos), "

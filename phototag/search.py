@@ -5,10 +5,10 @@ searched exactly and merged, and rows that left the catalog are filtered, so
 results are never stale even while a watcher keeps adding photos.
 
 A large library's visual index is built in a reduced space (``reduction``: PCA of the
-library's own vectors, 1280 -> 256 dims), which makes the file five times smaller and a
-query touch five times fewer pages; its candidates are then re-ranked exactly with the
-stored full vectors, so every score a query returns is an exact cosine. Queries import
-no numpy (``vecmath``).
+library's own vectors, 1280 -> 256 dims) and split into k-means cells (``cells``), so a
+query reads a few percent of it instead of mapping one big forest; its candidates are then
+re-ranked exactly with the stored full vectors, so every score a query returns is an exact
+cosine. Queries import no numpy (``vecmath``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from phototag import cells as cellfiles
 from phototag.vecmath import Projection, Rows, unit
 from phototag.vectorstore import SPACES as STORED
 
@@ -29,8 +30,11 @@ if TYPE_CHECKING:
 SPACES = ("visual", "semantic")
 #: the visual space is reduced from this many photos on (smaller indexes are small anyway)
 REDUCE_FROM = 10_000
-#: a reduced index is searched this many times deeper, its neighbours re-ranked exactly
+#: an older reduced index (one forest, before cells) is searched this many times deeper
 RERANK_FACTOR = 4
+#: candidates re-ranked on the full vectors, per result wanted (bench/bench_scale.py: the
+#: reduced order is close enough that 3 x loses nothing against 9 x)
+RERANK_SHARE = 3
 
 
 @dataclass
@@ -69,7 +73,9 @@ class VectorIndex:
         meta = self.meta()
         if meta is None or meta.get("token") != self.catalog.state_token(self.model):
             return False
-        return not meta.get("count") or meta.get("ann") == self._ann_identity()
+        if meta.get("projection") and not meta.get("cells"):
+            return False  # a reduced index from before cells: rebuilt as cells
+        return not meta.get("count") or meta.get("ann") == self._identity(meta)
 
     def tail_size(self) -> int:
         meta = self.meta() or {}
@@ -97,17 +103,38 @@ class VectorIndex:
         finally:
             os.close(fd)
 
-    def _ann_identity(self) -> list[int] | None:
+    def _cells_folder(self, name: str) -> Path:
+        return self.ann_path.with_name(name)
+
+    def _identity(self, meta: dict[str, Any] | None = None) -> list[int] | None:
+        """(inode, size, mtime) of the file the ``.json`` was written with: the ``.ann``, or
+        the cells' id file."""
+        cells = (meta or {}).get("cells")
+        path = self.ann_path if not cells else self._cells_folder(cells) / cellfiles.IDS
         try:
-            st = os.stat(self.ann_path)
+            st = os.stat(path)
         except OSError:
             return None
         return [st.st_ino, st.st_size, st.st_mtime_ns]
 
+    def disk_size(self) -> int:
+        """Bytes the index files take (the ``.ann``, or the current cells)."""
+        cells = (self.meta() or {}).get("cells")
+        if cells:
+            return sum(f.stat().st_size for f in self._cells_folder(cells).iterdir())
+        return self.ann_path.stat().st_size if self.ann_path.exists() else 0
+
+    def _sweep_cells(self, keep: str | None) -> None:
+        """Remove cell folders other than ``keep``: older builds, and a crashed build's."""
+        import shutil
+
+        prefix = f"{self.ann_path.stem}.cells-"
+        for path in self.ann_path.parent.iterdir():
+            if path.name != keep and path.name.lstrip(".").startswith(prefix):
+                shutil.rmtree(path, ignore_errors=True)
+
     def _build(self, *, force: bool, reduce_from: int) -> BuildInfo:
         import time
-
-        from annoy import AnnoyIndex
 
         from phototag import reduction
 
@@ -120,37 +147,75 @@ class VectorIndex:
         projection = None
         if self.space == "visual":
             projection = reduction.projection_for(self.catalog, self.model, reduce_from=reduce_from)
-        tmp = self.ann_path.with_name(f".{self.ann_path.name}.{os.getpid()}.tmp")
-        index: Any = None
-        count = 0
-        for ids, matrix in self.catalog.vector_chunks(self.model, self.space, upto_seq=seq):
-            if projection is not None:
-                matrix = reduction.apply(projection.matrix, matrix)
-            if index is None:
-                index = AnnoyIndex(matrix.shape[1], "angular")
-                dim = int(matrix.shape[1])
-            for photo_id, vector in zip(ids.tolist(), matrix, strict=True):
-                index.add_item(photo_id, vector)
-            count += len(ids)
-        if index is not None:
-            trees = _trees_for(count, dim)
-            index.build(trees, n_jobs=-1)
-            index.save(str(tmp))
-            index.unload()
-            os.replace(tmp, self.ann_path)
+        if projection is not None:
+            count, dim, cells = self._build_cells(projection, seq)
+            trees = 0
         else:
-            trees, dim = 0, 0
-            self.ann_path.unlink(missing_ok=True)
+            count, dim, trees = self._build_forest(seq)
+            cells = None
         meta = {
             "token": token, "seq": seq, "count": count, "trees": trees, "dim": dim,
-            "ann": self._ann_identity(), "projection": projection.id if projection else None,
+            "projection": projection.id if projection else None, "cells": cells,
         }  # fmt: skip
+        meta["ann"] = self._identity(meta)
         tmp_meta = self.meta_path.with_name(f".{self.meta_path.name}.{os.getpid()}.tmp")
         tmp_meta.write_text(json.dumps(meta))
         os.replace(tmp_meta, self.meta_path)
+        # readers of the old files have them open or read the new .json and retry
         if projection is not None:
+            self.ann_path.unlink(missing_ok=True)
             self.catalog.prune_projections(self.model, self.space, keep=projection.id)
+        self._sweep_cells(keep=cells)
         return BuildInfo(self.space, count, time.perf_counter() - started)
+
+    def _build_forest(self, seq: int) -> tuple[int, int, int]:
+        """One Annoy file of every vector up to ``seq``: (count, dim, trees)."""
+        from annoy import AnnoyIndex
+
+        tmp = self.ann_path.with_name(f".{self.ann_path.name}.{os.getpid()}.tmp")
+        index: Any = None
+        count, dim = 0, 0
+        for ids, matrix in self.catalog.vector_chunks(self.model, self.space, upto_seq=seq):
+            if index is None:
+                dim = int(matrix.shape[1])
+                index = AnnoyIndex(dim, "angular")
+            for photo_id, vector in zip(ids.tolist(), matrix, strict=True):
+                index.add_item(photo_id, vector)
+            count += len(ids)
+        if index is None:
+            self.ann_path.unlink(missing_ok=True)
+            return 0, 0, 0
+        trees = _trees_for(count, dim)
+        index.build(trees, n_jobs=-1)
+        index.save(str(tmp))
+        index.unload()
+        os.replace(tmp, self.ann_path)
+        return count, dim, trees
+
+    def _build_cells(self, projection: Any, seq: int) -> tuple[int, int, str | None]:
+        """The reduced vectors up to ``seq`` as cells in a new folder: (count, dim, folder
+        name). They are held in memory for the k-means: 1 GB a million photos."""
+        import time
+
+        import numpy as np
+
+        from phototag import reduction
+
+        parts = [
+            (ids, reduction.apply(projection.matrix, matrix).astype(np.float32))
+            for ids, matrix in self.catalog.vector_chunks(self.model, self.space, upto_seq=seq)
+        ]
+        if not parts:
+            return 0, 0, None
+        ids = np.concatenate([i for i, _ in parts])
+        vectors = np.concatenate([v for _, v in parts])
+        del parts
+        name = f"{self.ann_path.stem}.cells-{seq}-{os.getpid()}-{time.time_ns()}"
+        tmp = self._cells_folder(f".{name}.tmp")
+        tmp.mkdir()
+        cellfiles.build(tmp, ids, vectors)
+        os.replace(tmp, self._cells_folder(name))
+        return len(ids), int(vectors.shape[1]), name
 
     def _projection(self, meta: dict[str, Any]) -> Projection | None | bool:
         """The projection the index was built in (None: full vectors; False: it is gone,
@@ -172,10 +237,17 @@ class VectorIndex:
         meta = self.meta()
         scores: dict[int, float] = {}
         since = 0
-        if meta and meta.get("count") and meta.get("ann") == self._ann_identity():
+        if meta and meta.get("count") and meta.get("ann") == self._identity(meta):
             projection = self._projection(meta)
             if projection is not False:
-                scores, since = self._annoy(meta, projection, vector, k, exclude)
+                try:
+                    scores, since = self._indexed(meta, projection, vector, k, exclude)
+                except OSError:  # a rebuild replaced the cells meanwhile: read its .json
+                    meta = self.meta()
+                    if meta and meta.get("ann") == self._identity(meta):
+                        projection = self._projection(meta)
+                        if projection is not False:
+                            scores, since = self._indexed(meta, projection, vector, k, exclude)
         tail_ids, tail, _ = self.catalog.tail_blobs(self.model, self.space, since_seq=since)
         if tail_ids:
             exact = Rows(tail, column_dtype, normalise=True).cosines(vector)
@@ -194,18 +266,22 @@ class VectorIndex:
         )
         return ranked[:k]
 
-    def _annoy(
+    def _indexed(
         self, meta: dict[str, Any], projection: Projection | None, vector: list[float], k: int,
         exclude: set[int] | frozenset[int],
     ) -> tuple[dict[int, float], int]:  # fmt: skip
-        """Neighbours from the Annoy file (re-ranked on the full vectors when it holds reduced
-        ones) and the seq it covers."""
+        """Neighbours from the index files (re-ranked on the full vectors when they hold
+        reduced ones) and the seq they cover."""
         from annoy import AnnoyIndex
 
-        index = AnnoyIndex(int(meta["dim"]), "angular")
-        index.load(str(self.ann_path))  # memory-mapped
         want = min(k + len(exclude) + 20, int(meta["count"]))
         point = vector if projection is None else projection.apply(vector)
+        if meta.get("cells"):
+            cells = cellfiles.Cells(self._cells_folder(meta["cells"]))
+            found = cells.nearest(point, want * RERANK_SHARE)
+            return self._reranked([pid for pid, _ in found], vector), int(meta["seq"])
+        index = AnnoyIndex(int(meta["dim"]), "angular")
+        index.load(str(self.ann_path))  # memory-mapped
         factor = 1 if projection is None else RERANK_FACTOR  # candidates to re-rank
         ids, dists = index.get_nns_by_vector(
             point, want * 3 * factor, search_k=want * factor * int(meta["trees"]) * 8,
@@ -215,10 +291,14 @@ class VectorIndex:
         if projection is None:
             scores = {pid: 1.0 - d * d / 2.0 for pid, d in zip(ids, dists, strict=True)}
         else:
-            found, blobs = self.catalog.vector_blobs(ids, self.model, self.space)
-            exact = Rows(blobs, STORED[self.space][1], normalise=True).cosines(vector)
-            scores = dict(zip(found, exact, strict=True))
+            scores = self._reranked(ids, vector)
         return scores, int(meta["seq"])
+
+    def _reranked(self, ids: list[int], vector: list[float]) -> dict[int, float]:
+        """Exact cosines of these photos' stored full vectors to ``vector``."""
+        found, blobs = self.catalog.vector_blobs(ids, self.model, self.space)
+        exact = Rows(blobs, STORED[self.space][1], normalise=True).cosines(vector)
+        return dict(zip(found, exact, strict=True))
 
 
 def refresh(

@@ -55,12 +55,14 @@ def test_a_large_visual_index_is_built_in_the_fitted_space(
     assert cat.latest_projection(MODEL, "visual") == (meta["projection"], reduction.DIM, N)
     full = VectorIndex(cat, MODEL, "semantic")  # a small space is never reduced
     assert json.loads(full.meta_path.read_text())["projection"] is None
-    # five times narrower than 1280 floats: the file is far smaller than a full index's
+    # as cells, five times narrower than 1280 floats: far smaller than a full index's file
+    folder = index.ann_path.with_name(meta["cells"])
+    assert not index.ann_path.exists() and (folder / "cells.json").exists()
     other = Catalog(tmp_path / "full.db")
     _fill(other, np.concatenate(list(spectral(N, 1280, seed=5, chunk=1000))))
     refresh(other, MODEL, reduce_from=10 * N)
     full_size = VectorIndex(other, MODEL, "visual").ann_path.stat().st_size
-    assert index.ann_path.stat().st_size < full_size / 3
+    assert sum(f.stat().st_size for f in folder.iterdir()) < full_size / 3
 
 
 def test_reduced_search_finds_the_exact_neighbours_with_exact_scores(
@@ -104,3 +106,43 @@ def test_photos_added_after_the_build_are_found_and_growth_refits(
     assert cat.projection_blob(first[0]) is None
     found = VectorIndex(cat, MODEL, "visual").query(vectors[N + 199].tolist(), 5)
     assert found[0][0] == newest.id
+
+
+def test_cells_read_a_share_of_the_library_and_find_its_nearest(tmp_path: Path) -> None:
+    from phototag import cells
+
+    vectors = np.concatenate(list(spectral(8000, 256, seed=3, chunk=2000))).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.arange(1, len(vectors) + 1) * 7  # photo ids are not row numbers
+    cells.build(tmp_path, ids, vectors)
+    found = cells.Cells(tmp_path)
+    assert found.cells == cells.cell_count(8000) == 31
+    rng = np.random.default_rng(4)
+    hits = 0
+    for row in rng.choice(len(vectors), 20, replace=False):
+        query = vectors[row] + 0.3 * vectors[(row + 1) % len(vectors)]
+        query /= np.linalg.norm(query)
+        exact = (ids[np.argsort(-(vectors @ query))[:10]]).tolist()
+        every = found.nearest(query.tolist(), 10, probes=found.cells)  # all cells: exact
+        assert [pid for pid, _ in every] == exact
+        assert [s for _, s in every] == pytest.approx(np.sort(vectors @ query)[::-1][:10], abs=1e-5)
+        some = found.nearest(query.tolist(), 10, probes=8)  # a quarter of the cells
+        hits += len({pid for pid, _ in some} & set(exact))
+    assert 0.7 <= hits / 200 < 1.0  # most neighbours, not all: only 8 cells were read
+
+
+def test_a_rebuild_keeps_only_its_own_cells(reduced: tuple[Catalog, np.ndarray]) -> None:
+    cat, vectors = reduced
+    index = VectorIndex(cat, MODEL, "visual")
+    first = json.loads(index.meta_path.read_text())["cells"]
+    crashed = index.ann_path.with_name(f".{index.ann_path.stem}.cells-1-99999-1.tmp")
+    crashed.mkdir()
+    (crashed / "0.ann").write_bytes(b"half")
+    _fill(cat, vectors[N : N + 10], start=N)
+    refresh(cat, MODEL, reduce_from=1000)
+    meta = json.loads(index.meta_path.read_text())
+    assert meta["cells"] != first and meta["count"] == N + 10
+    left = [p.name for p in cat.path.parent.iterdir() if ".cells-" in p.name]
+    assert left == [meta["cells"]]
+    found = index.query(vectors[N + 3].tolist(), 3)
+    assert found[0][1] == pytest.approx(1.0, abs=1e-3)
