@@ -70,7 +70,10 @@ def byte_compile() -> None:
 
 def report_cold(cases: dict[str, list[str]], runs: int, *, width: int) -> None:
     """Median wall and CPU time and the largest peak RSS of ``runs`` fresh processes per
-    case, after one run that warms the OS file cache, as on a machine in use."""
+    case, after one run that warms the OS file cache, as on a machine in use. The first line
+    is the floor every command pays (interpreter, click, phototag's CLI modules): this VM's
+    speed drifts by a third within minutes, so figures are best read against it."""
+    cases = {"floor: phototag --version": ["--version"], **cases}
     for name, argv in cases.items():
         timed(argv)
         found = [timed(argv) for _ in range(runs)]

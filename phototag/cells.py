@@ -25,6 +25,8 @@ from array import array
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from phototag.vecmath import unit
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -40,6 +42,7 @@ MIN_SCANNED = 25_000
 SAMPLE_PER_CELL = 64
 ROUNDS = 8
 CENTROIDS = "centroids.ann"
+PROJECTION = "projection.ann"
 IDS = "ids.i8"
 DESCRIPTION = "cells.json"
 
@@ -55,13 +58,23 @@ def probes_for(cells: int, photos: int) -> int:
     return max(1, min(cells, max(share, floor)))
 
 
-def build(folder: Path, ids: np.ndarray, vectors: np.ndarray, *, seed: int = 0) -> None:
-    """Write the cells of ``vectors`` ([N, dim] unit rows, photo ``ids``) into the new,
-    empty ``folder``."""
+def build(
+    folder: Path, ids: np.ndarray, vectors: np.ndarray, projection: np.ndarray, *, seed: int = 0
+) -> None:
+    """Write the cells of ``vectors`` ([N, dim] unit rows, photo ``ids``, reduced by
+    ``projection`` [dim, source dims]) into the new, empty ``folder``."""
     import numpy as np
     from annoy import AnnoyIndex
 
     n, dim = vectors.shape
+    # the projection as an Annoy file of its rows: a query projects its vector in C by
+    # asking it for every row's dot product (0.2 ms instead of 15 ms of pure Python)
+    index = AnnoyIndex(projection.shape[1], "dot")
+    for d, row in enumerate(projection):
+        index.add_item(d, row)
+    index.build(1)
+    index.save(str(folder / PROJECTION))
+    index.unload()
     cells = cell_count(n)
     centroids = _kmeans(vectors, cells, np.random.default_rng(seed))
     assign = _nearest(vectors, centroids)
@@ -135,6 +148,23 @@ class Cells:
         self.dim = int(description["dim"])
         self.photos = int(description["photos"])
         self.offsets: list[int] = description["offsets"]
+
+    def project(self, vector: list[float]) -> list[float]:
+        """``vector`` in the cells' space, unit length."""
+        from annoy import AnnoyIndex
+
+        index = AnnoyIndex(len(vector), "dot")
+        index.load(str(self.folder / PROJECTION))
+        rows, dots = index.get_nns_by_vector(
+            vector, self.dim, search_k=4 * self.dim + 4, include_distances=True
+        )
+        index.unload()
+        if len(rows) != self.dim:
+            raise OSError(f"{self.folder / PROJECTION}: holds {len(rows)} of {self.dim} rows")
+        point = [0.0] * self.dim
+        for row, dot in zip(rows, dots, strict=True):
+            point[row] = dot
+        return unit(point)
 
     def nearest(
         self, point: list[float], n: int, *, probes: int | None = None

@@ -293,7 +293,7 @@ class Library:
         from phototag.words import WordVectors
 
         return QueryEngine(
-            self.catalog, self.model.name, self.tagger,
+            self.catalog, self.model.name, lambda: self.tagger,
             words=lambda: WordVectors(self.tagger.words), visual_vector=self._visual_vector,
         )  # fmt: skip
 

@@ -21,6 +21,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -138,15 +139,20 @@ class QueryEngine:
         self,
         catalog: Catalog,
         model: str,
-        tagger: Tagger,
+        tagger: Callable[[], Tagger],
         words: Callable[[], WordVectors],
         visual_vector: Callable[[Path], tuple[Vector, set[int]]],
     ) -> None:
         self.catalog = catalog
         self.model = model
-        self.tagger = tagger
+        self._tagger = tagger
         self._words = words
         self._visual_vector = visual_vector
+
+    @cached_property
+    def tagger(self) -> Tagger:
+        """The vocabulary, built on first use: a query of an example photo alone needs none."""
+        return self._tagger()
 
     # -- filters ----------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from phototag import cells as cellfiles
+from phototag.errors import CatalogError
 from phototag.vecmath import Projection, Rows, unit
 from phototag.vectorstore import SPACES as STORED
 
@@ -113,6 +114,9 @@ class VectorIndex:
         path = self.ann_path if not cells else self._cells_folder(cells) / cellfiles.IDS
         try:
             st = os.stat(path)
+            if cells:  # the files every query opens (a cell gone shows when it is read)
+                for name in (cellfiles.CENTROIDS, cellfiles.PROJECTION, cellfiles.DESCRIPTION):
+                    os.stat(path.with_name(name))
         except OSError:
             return None
         return [st.st_ino, st.st_size, st.st_mtime_ns]
@@ -213,7 +217,7 @@ class VectorIndex:
         name = f"{self.ann_path.stem}.cells-{seq}-{os.getpid()}-{time.time_ns()}"
         tmp = self._cells_folder(f".{name}.tmp")
         tmp.mkdir()
-        cellfiles.build(tmp, ids, vectors)
+        cellfiles.build(tmp, ids, vectors, projection.matrix)
         os.replace(tmp, self._cells_folder(name))
         return len(ids), int(vectors.shape[1]), name
 
@@ -238,16 +242,19 @@ class VectorIndex:
         scores: dict[int, float] = {}
         since = 0
         if meta and meta.get("count") and meta.get("ann") == self._identity(meta):
-            projection = self._projection(meta)
-            if projection is not False:
-                try:
-                    scores, since = self._indexed(meta, projection, vector, k, exclude)
-                except OSError:  # a rebuild replaced the cells meanwhile: read its .json
-                    meta = self.meta()
-                    if meta and meta.get("ann") == self._identity(meta):
-                        projection = self._projection(meta)
-                        if projection is not False:
-                            scores, since = self._indexed(meta, projection, vector, k, exclude)
+            try:
+                scores, since = self._indexed(meta, vector, k, exclude)
+            except OSError:  # a rebuild replaced the cells meanwhile: read its .json again
+                meta = self.meta()
+                if meta and meta.get("count") and meta.get("ann") == self._identity(meta):
+                    try:
+                        scores, since = self._indexed(meta, vector, k, exclude)
+                    except OSError as exc:  # files gone or broken: rebuild at the next run
+                        self.meta_path.unlink(missing_ok=True)
+                        raise CatalogError(
+                            f"{self.meta_path}: search index unreadable ({exc}); "
+                            "run phototag index to rebuild it"
+                        ) from None
         tail_ids, tail, _ = self.catalog.tail_blobs(self.model, self.space, since_seq=since)
         if tail_ids:
             exact = Rows(tail, column_dtype, normalise=True).cosines(vector)
@@ -267,19 +274,23 @@ class VectorIndex:
         return ranked[:k]
 
     def _indexed(
-        self, meta: dict[str, Any], projection: Projection | None, vector: list[float], k: int,
+        self, meta: dict[str, Any], vector: list[float], k: int,
         exclude: set[int] | frozenset[int],
     ) -> tuple[dict[int, float], int]:  # fmt: skip
         """Neighbours from the index files (re-ranked on the full vectors when they hold
-        reduced ones) and the seq they cover."""
+        reduced ones) and the seq they cover; nothing when the files are of a projection
+        the catalog no longer has (the exact tail then covers everything)."""
         from annoy import AnnoyIndex
 
         want = min(k + len(exclude) + 20, int(meta["count"]))
-        point = vector if projection is None else projection.apply(vector)
-        if meta.get("cells"):
+        if meta.get("cells"):  # they carry the projection they were built in
             cells = cellfiles.Cells(self._cells_folder(meta["cells"]))
-            found = cells.nearest(point, want * RERANK_SHARE)
+            found = cells.nearest(cells.project(vector), want * RERANK_SHARE)
             return self._reranked([pid for pid, _ in found], vector), int(meta["seq"])
+        projection = self._projection(meta)
+        if projection is False:
+            return {}, 0
+        point = vector if projection is None else projection.apply(vector)
         index = AnnoyIndex(int(meta["dim"]), "angular")
         index.load(str(self.ann_path))  # memory-mapped
         factor = 1 if projection is None else RERANK_FACTOR  # candidates to re-rank

@@ -111,12 +111,16 @@ def test_photos_added_after_the_build_are_found_and_growth_refits(
 def test_cells_read_a_share_of_the_library_and_find_its_nearest(tmp_path: Path) -> None:
     from phototag import cells
 
-    vectors = np.concatenate(list(spectral(8000, 256, seed=3, chunk=2000))).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    full = np.concatenate(list(spectral(8000, 512, seed=3, chunk=2000))).astype(np.float32)
+    full /= np.linalg.norm(full, axis=1, keepdims=True)
+    projection = np.linalg.qr(np.random.default_rng(2).standard_normal((512, 256)))[0].T
+    vectors = reduction.apply(projection, full).astype(np.float32)
     ids = np.arange(1, len(vectors) + 1) * 7  # photo ids are not row numbers
-    cells.build(tmp_path, ids, vectors)
+    cells.build(tmp_path, ids, vectors, projection.astype(np.float32))
     found = cells.Cells(tmp_path)
     assert found.cells == cells.cell_count(8000) == 31
+    # the cells project a query as reduction.apply does (in C, float32)
+    assert np.allclose(found.project(full[5].tolist()), vectors[5], atol=1e-5)
     rng = np.random.default_rng(4)
     hits = 0
     for row in rng.choice(len(vectors), 20, replace=False):
@@ -146,3 +150,17 @@ def test_a_rebuild_keeps_only_its_own_cells(reduced: tuple[Catalog, np.ndarray])
     assert left == [meta["cells"]]
     found = index.query(vectors[N + 3].tolist(), 3)
     assert found[0][1] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_unreadable_cells_are_named_not_a_traceback(reduced: tuple[Catalog, np.ndarray]) -> None:
+    from phototag.errors import CatalogError
+
+    cat, vectors = reduced
+    index = VectorIndex(cat, MODEL, "visual")
+    folder = index.ann_path.with_name(json.loads(index.meta_path.read_text())["cells"])
+    (folder / "3.ann").unlink()  # the .json still names these cells
+    with pytest.raises(CatalogError, match="search index unreadable.*phototag index"):
+        index.query(vectors[7].tolist(), 3)
+    assert not index.is_current()  # so the next index run rebuilds it
+    refresh(cat, MODEL, reduce_from=1000)  # what the message's `phototag index` runs
+    assert index.query(vectors[7].tolist(), 3)[0][1] == pytest.approx(1.0, abs=1e-3)
