@@ -44,12 +44,16 @@ PROBE = (
 )
 
 
-def timed(args: list[str]) -> tuple[float, float, float]:
+#: what every command pays before it does anything: the interpreter and phototag's CLI modules
+FLOOR = PROBE.replace("main(sys.argv[1:])\n", "")
+
+
+def timed(args: list[str], probe: str = PROBE) -> tuple[float, float, float]:
     """Wall time, CPU time (user + system: what a busy machine does not inflate) and peak
     RSS (MB) of one fresh `phototag` process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -73,10 +77,11 @@ def report_cold(cases: dict[str, list[str]], runs: int, *, width: int) -> None:
     case, after one run that warms the OS file cache, as on a machine in use. The first line
     is the floor every command pays (interpreter, click, phototag's CLI modules): this VM's
     speed drifts by a third within minutes, so figures are best read against it."""
-    cases = {"floor: phototag --version": ["--version"], **cases}
-    for name, argv in cases.items():
-        timed(argv)
-        found = [timed(argv) for _ in range(runs)]
+    floor = "floor: import phototag.cli"
+    for name, argv in {floor: [], **cases}.items():
+        probe = FLOOR if name == floor else PROBE
+        timed(argv, probe)
+        found = [timed(argv, probe) for _ in range(runs)]
         wall = statistics.median(t for t, _, _ in found)
         cpu = statistics.median(c for _, c, _ in found)
         rss = max(r for _, _, r in found)
