@@ -66,6 +66,9 @@ VERSION = "2.0.0"
 MIN_PHOTOS = 6
 MARGIN = 0.2
 EPOCHS = 30
+#: dropout on the head's input features while training (--dev, floor 0.3, mean of seeds 0
+#: and 1: hit@5 0.539 -> 0.573, precision@5 0.658 -> 0.676, written 0.806 -> 0.832 from 0.2)
+INPUT_DROPOUT = 0.5
 FOLDS = 5
 #: weight of the detector evidence (0..1 scores) beside standardised features (unit variance)
 EVIDENCE_SCALE = 3.0
@@ -235,7 +238,8 @@ def train_head(
         for start in range(0, len(order), 256):
             idx = torch.from_numpy(order[start : start + 256])
             xb, yb = xt[idx], yt[idx]
-            s = torch.nn.functional.normalize(linear(torch.nn.functional.dropout(xb, 0.2)), dim=1)
+            dropped = torch.nn.functional.dropout(xb, INPUT_DROPOUT)
+            s = torch.nn.functional.normalize(linear(dropped), dim=1)
             scores = s @ vt.T  # [B, W]
             pos, neg = yb > 0, yb == 0
             # every (labelled word, unlabelled word) pair of a photo: margin violations
@@ -504,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
 
     digest = hashlib.blake2b(digest_size=8)
     digest.update(json.dumps([[it.key for it in items], words, EPOCHS, MARGIN, args.seed,
-                              EVIDENCE_SCALE]).encode())  # fmt: skip
+                              EVIDENCE_SCALE, INPUT_DROPOUT]).encode())  # fmt: skip
     saved = args.cache / f"heads-{digest.hexdigest()}.npz"
     if saved.is_file():
         with np.load(saved) as z:
