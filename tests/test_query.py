@@ -69,7 +69,9 @@ def test_two_words_both_count_and_why_explains_the_score(lib: tuple[Path, Path])
         assert [t["word"] for t in terms] == ["cat", "horse"]
         parts = [(t["vector"] + REWARD * t["tag_score"]) / (1 + REWARD) for t in terms]
         assert hit["score"] == pytest.approx(np.mean(parts), abs=1e-5)
-        assert hit["why"]["vector"] == pytest.approx(np.mean([t["vector"] for t in terms]), 1e-5)
+        # each figure is rounded to 6 decimals: an absolute tolerance, not a relative one
+        vector = np.mean([t["vector"] for t in terms])
+        assert hit["why"]["vector"] == pytest.approx(vector, rel=0, abs=1.5e-6)
     # the cat's own tags are what matched the word "cat" (hyponyms included)
     chelsea = next(h for h in cat_only if names([h]) == ["chelsea.png"])
     assert "cat" in chelsea["why"]["tags"] and set(chelsea["why"]["tags"]) <= set(chelsea["tags"])
