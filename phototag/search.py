@@ -27,6 +27,7 @@ from phototag.vectorstore import SPACES as STORED
 
 if TYPE_CHECKING:
     from phototag.catalog import Catalog
+    from phototag.reduction import Fitted
 
 SPACES = ("visual", "semantic")
 #: the visual space is reduced from this many photos on (smaller indexes are small anyway)
@@ -196,7 +197,7 @@ class VectorIndex:
         os.replace(tmp, self.ann_path)
         return count, dim, trees
 
-    def _build_cells(self, projection: Any, seq: int) -> tuple[int, int, str | None]:
+    def _build_cells(self, projection: Fitted, seq: int) -> tuple[int, int, str | None]:
         """The reduced vectors up to ``seq`` as cells in a new folder: (count, dim, folder
         name). They are held in memory for the k-means: 1 GB a million photos."""
         import time

@@ -514,10 +514,11 @@ def main(argv: list[str] | None = None) -> int:
     glove = WordVectors()
     words = head_words(items, glove)
     vectors = np.stack([glove.vector(w) for w in words]).astype(np.float32)
+    mains = [main_words(it) for it in items]
     # 1 for a main subject, 0.5 for another true word, 0 for a word the photo does not show
     targets = np.array(
-        [[(1.0 if w in main_words(it) else 0.5) if w in it.words else 0.0 for w in words]
-         for it in items], dtype=np.float32,
+        [[(1.0 if w in main else 0.5) if w in it.words else 0.0 for w in words]
+         for it, main in zip(items, mains, strict=True)], dtype=np.float32,
     )  # fmt: skip
     print(f"{len(words)} head words: {', '.join(words)}", flush=True)
 
@@ -545,7 +546,6 @@ def main(argv: list[str] | None = None) -> int:
     tagger.object_words = OBJECT_WORDS
     truths = [accepted(it) for it in items]
     embs = [embedding_of(p, spec) for p in feats]
-    mains = [main_words(it) for it in items]
     calibration = calibrate(tagger, embs, projections, truths, mains)
     print(
         f"calibrated: {len(calibration.thresholds)} words with thresholds, "
